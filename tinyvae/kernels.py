@@ -1,0 +1,301 @@
+"""Hot loops, twice: a numba fast path and a plain NumPy reference.
+
+Every kernel here exists as ``name_numpy`` (vectorised NumPy, the reference)
+and ``name_numba`` (``@njit(cache=True)``, the fast path). The public name
+``name(..., backend=None)`` picks one:
+
+* ``backend="numba"`` or ``backend="numpy"`` explicitly, or
+* ``backend=None``: the environment variable ``TINYVAE_KERNELS`` (read at
+  call time, default ``"numba"``).
+
+Tests run both and compare them on random shapes. The layers in
+:mod:`tinyvae.layers` are built on these kernels; the *naive* loop versions
+that define what the kernels compute live in :mod:`tinyvae.reference`.
+
+Layout is NHWC everywhere: images ``(N, H, W, C)``, conv weights
+``(KH, KW, C_in, C_out)``. An im2col matrix has one row per output pixel
+``(n, i, j)`` and one column per ``(ki, kj, c)``, so that
+``cols @ w.reshape(KH * KW * C_in, C_out)`` is the convolution.
+"""
+import os
+
+import numpy as np
+from numba import njit, prange
+
+from .errors import ConfigError
+
+BACKENDS = ("numba", "numpy")
+
+
+def get_backend(backend=None):
+    """Resolve ``backend`` (None -> ``$TINYVAE_KERNELS`` -> ``"numba"``)."""
+    if backend is None:
+        backend = os.environ.get("TINYVAE_KERNELS", "numba")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown kernel backend {backend!r}; accepted: {', '.join(BACKENDS)}")
+    return backend
+
+
+# --------------------------------------------------------------------------
+# im2col / col2im
+# --------------------------------------------------------------------------
+
+def im2col_numpy(x, KH, KW, stride, pad, out_hw):
+    """Unfold the windows of ``x`` into rows.
+
+    Parameters
+    ----------
+    x : (N, H, W, C) array
+    KH, KW : int, window size
+    stride : (sh, sw)
+    pad : (top, left) zero padding (bottom/right padding is implied by out_hw)
+    out_hw : (Ho, Wo) number of window positions
+
+    Returns
+    -------
+    cols : (N * Ho * Wo, KH * KW * C) array, columns ordered (ki, kj, c)
+    """
+    N, H, W, C = x.shape
+    (sh, sw), (pt, pl), (Ho, Wo) = stride, pad, out_hw
+    Hp = max(H + pt, (Ho - 1) * sh + KH)                     # padded height
+    Wp = max(W + pl, (Wo - 1) * sw + KW)                     # padded width
+    xp = np.zeros((N, Hp, Wp, C), dtype=x.dtype)             # (N, Hp, Wp, C)
+    xp[:, pt:pt + H, pl:pl + W, :] = x
+    cols = np.empty((N, Ho, Wo, KH, KW, C), dtype=x.dtype)   # (N, Ho, Wo, KH, KW, C)
+    for ki in range(KH):
+        for kj in range(KW):
+            cols[:, :, :, ki, kj, :] = xp[:, ki:ki + sh * (Ho - 1) + 1:sh,
+                                          kj:kj + sw * (Wo - 1) + 1:sw, :]
+    return cols.reshape(N * Ho * Wo, KH * KW * C)            # (N*Ho*Wo, KH*KW*C)
+
+
+def col2im_numpy(cols, x_shape, KH, KW, stride, pad, out_hw):
+    """Adjoint of :func:`im2col_numpy`: scatter-add rows back into an image.
+
+    Parameters
+    ----------
+    cols : (N * Ho * Wo, KH * KW * C) array
+    x_shape : (N, H, W, C) shape of the image to rebuild
+
+    Returns
+    -------
+    x : (N, H, W, C) array, each pixel the sum of every window entry that saw it
+    """
+    N, H, W, C = x_shape
+    (sh, sw), (pt, pl), (Ho, Wo) = stride, pad, out_hw
+    Hp = max(H + pt, (Ho - 1) * sh + KH)
+    Wp = max(W + pl, (Wo - 1) * sw + KW)
+    cols6 = cols.reshape(N, Ho, Wo, KH, KW, C)               # (N, Ho, Wo, KH, KW, C)
+    xp = np.zeros((N, Hp, Wp, C), dtype=cols.dtype)          # (N, Hp, Wp, C)
+    for ki in range(KH):
+        for kj in range(KW):
+            xp[:, ki:ki + sh * (Ho - 1) + 1:sh,
+               kj:kj + sw * (Wo - 1) + 1:sw, :] += cols6[:, :, :, ki, kj, :]
+    return np.ascontiguousarray(xp[:, pt:pt + H, pl:pl + W, :])  # (N, H, W, C)
+
+
+@njit(cache=True, parallel=True)
+def _im2col_nb(x, KH, KW, sh, sw, pt, pl, Ho, Wo, cols):
+    N, H, W, C = x.shape
+    for n in prange(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                row = (n * Ho + i) * Wo + j
+                for ki in range(KH):
+                    hi = i * sh - pt + ki
+                    for kj in range(KW):
+                        wj = j * sw - pl + kj
+                        base = (ki * KW + kj) * C
+                        if hi >= 0 and hi < H and wj >= 0 and wj < W:
+                            for c in range(C):
+                                cols[row, base + c] = x[n, hi, wj, c]
+                        else:
+                            for c in range(C):
+                                cols[row, base + c] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def _col2im_nb(cols, KH, KW, sh, sw, pt, pl, Ho, Wo, x):
+    N, H, W, C = x.shape
+    for n in prange(N):
+        x[n] = 0.0
+        for i in range(Ho):
+            for j in range(Wo):
+                row = (n * Ho + i) * Wo + j
+                for ki in range(KH):
+                    hi = i * sh - pt + ki
+                    if hi < 0 or hi >= H:
+                        continue
+                    for kj in range(KW):
+                        wj = j * sw - pl + kj
+                        if wj < 0 or wj >= W:
+                            continue
+                        base = (ki * KW + kj) * C
+                        for c in range(C):
+                            x[n, hi, wj, c] += cols[row, base + c]
+
+
+def im2col_numba(x, KH, KW, stride, pad, out_hw):
+    """Numba version of :func:`im2col_numpy` (same arguments and result)."""
+    N, H, W, C = x.shape
+    Ho, Wo = out_hw
+    x = np.ascontiguousarray(x)
+    cols = np.empty((N * Ho * Wo, KH * KW * C), dtype=x.dtype)  # (N*Ho*Wo, KH*KW*C)
+    _im2col_nb(x, KH, KW, stride[0], stride[1], pad[0], pad[1], Ho, Wo, cols)
+    return cols
+
+
+def col2im_numba(cols, x_shape, KH, KW, stride, pad, out_hw):
+    """Numba version of :func:`col2im_numpy` (same arguments and result)."""
+    Ho, Wo = out_hw
+    x = np.empty(x_shape, dtype=cols.dtype)                  # (N, H, W, C)
+    _col2im_nb(np.ascontiguousarray(cols), KH, KW, stride[0], stride[1],
+               pad[0], pad[1], Ho, Wo, x)
+    return x
+
+
+def im2col(x, KH, KW, stride, pad, out_hw, backend=None):
+    """Dispatch to :func:`im2col_numba` or :func:`im2col_numpy`."""
+    if get_backend(backend) == "numba":
+        return im2col_numba(x, KH, KW, stride, pad, out_hw)
+    return im2col_numpy(x, KH, KW, stride, pad, out_hw)
+
+
+def col2im(cols, x_shape, KH, KW, stride, pad, out_hw, backend=None):
+    """Dispatch to :func:`col2im_numba` or :func:`col2im_numpy`."""
+    if get_backend(backend) == "numba":
+        return col2im_numba(cols, x_shape, KH, KW, stride, pad, out_hw)
+    return col2im_numpy(cols, x_shape, KH, KW, stride, pad, out_hw)
+
+
+# --------------------------------------------------------------------------
+# max-pool with its arg-max
+# --------------------------------------------------------------------------
+
+def maxpool_forward_numpy(x, pool):
+    """Max over ``pool x pool`` windows with stride ``pool``; odd sizes floor.
+
+    Returns
+    -------
+    out : (N, Ho, Wo, C) with Ho = H // pool, Wo = W // pool
+    arg : (N, Ho, Wo, C) int8, the flat index ``di * pool + dj`` of the
+        maximum inside its window (first one on ties)
+    """
+    N, H, W, C = x.shape
+    Ho, Wo = H // pool, W // pool
+    win = x[:, :Ho * pool, :Wo * pool, :].reshape(N, Ho, pool, Wo, pool, C)
+    win = win.transpose(0, 1, 3, 5, 2, 4).reshape(N, Ho, Wo, C, pool * pool)  # (N, Ho, Wo, C, p*p)
+    arg = win.argmax(axis=-1)                                              # (N, Ho, Wo, C)
+    out = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]         # (N, Ho, Wo, C)
+    return out, arg.astype(np.int8)
+
+
+def maxpool_backward_numpy(dout, arg, x_shape, pool):
+    """Route each upstream gradient to its window's arg-max; (N, H, W, C)."""
+    N, H, W, C = x_shape
+    Ho, Wo = dout.shape[1], dout.shape[2]
+    onehot = (np.arange(pool * pool) == arg[..., None].astype(np.int64))   # (N, Ho, Wo, C, p*p)
+    dwin = onehot * dout[..., None]                                        # (N, Ho, Wo, C, p*p)
+    dwin = dwin.reshape(N, Ho, Wo, C, pool, pool).transpose(0, 1, 4, 2, 5, 3)  # (N, Ho, p, Wo, p, C)
+    dx = np.zeros(x_shape, dtype=dout.dtype)                               # (N, H, W, C)
+    dx[:, :Ho * pool, :Wo * pool, :] = dwin.reshape(N, Ho * pool, Wo * pool, C)
+    return dx
+
+
+@njit(cache=True, parallel=True)
+def _maxpool_fwd_nb(x, pool, out, arg):
+    N, Ho, Wo, C = out.shape
+    for n in prange(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(C):
+                    best = x[n, i * pool, j * pool, c]
+                    bk = 0
+                    for di in range(pool):
+                        for dj in range(pool):
+                            v = x[n, i * pool + di, j * pool + dj, c]
+                            if v > best:
+                                best = v
+                                bk = di * pool + dj
+                    out[n, i, j, c] = best
+                    arg[n, i, j, c] = bk
+
+
+@njit(cache=True, parallel=True)
+def _maxpool_bwd_nb(dout, arg, pool, dx):
+    N, Ho, Wo, C = dout.shape
+    for n in prange(N):
+        dx[n] = 0.0
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(C):
+                    k = arg[n, i, j, c]
+                    dx[n, i * pool + k // pool, j * pool + k % pool, c] = dout[n, i, j, c]
+
+
+def maxpool_forward_numba(x, pool):
+    """Numba version of :func:`maxpool_forward_numpy`."""
+    N, H, W, C = x.shape
+    out = np.empty((N, H // pool, W // pool, C), dtype=x.dtype)  # (N, Ho, Wo, C)
+    arg = np.empty(out.shape, dtype=np.int8)                     # (N, Ho, Wo, C)
+    _maxpool_fwd_nb(np.ascontiguousarray(x), pool, out, arg)
+    return out, arg
+
+
+def maxpool_backward_numba(dout, arg, x_shape, pool):
+    """Numba version of :func:`maxpool_backward_numpy`."""
+    dx = np.empty(x_shape, dtype=dout.dtype)                     # (N, H, W, C)
+    _maxpool_bwd_nb(np.ascontiguousarray(dout), arg, pool, dx)
+    return dx
+
+
+def maxpool_forward(x, pool, backend=None):
+    """Dispatch to the numba or NumPy max-pool forward."""
+    if get_backend(backend) == "numba":
+        return maxpool_forward_numba(x, pool)
+    return maxpool_forward_numpy(x, pool)
+
+
+def maxpool_backward(dout, arg, x_shape, pool, backend=None):
+    """Dispatch to the numba or NumPy max-pool backward."""
+    if get_backend(backend) == "numba":
+        return maxpool_backward_numba(dout, arg, x_shape, pool)
+    return maxpool_backward_numpy(dout, arg, x_shape, pool)
+
+
+# --------------------------------------------------------------------------
+# Adam update, fused
+# --------------------------------------------------------------------------
+
+def adam_update_numpy(p, g, m, v, lr_t, beta1, beta2, eps):
+    """In place: ``m, v`` moments, then ``p -= lr_t * m / (sqrt(v) + eps)``."""
+    m *= beta1
+    m += (1.0 - beta1) * g
+    v *= beta2
+    v += (1.0 - beta2) * (g * g)
+    p -= lr_t * m / (np.sqrt(v) + eps)
+
+
+@njit(cache=True, parallel=True)
+def _adam_nb(p, g, m, v, lr_t, beta1, beta2, eps):
+    for k in prange(p.size):
+        gk = g[k]
+        mk = beta1 * m[k] + (1.0 - beta1) * gk
+        vk = beta2 * v[k] + (1.0 - beta2) * gk * gk
+        m[k] = mk
+        v[k] = vk
+        p[k] -= lr_t * mk / (np.sqrt(vk) + eps)
+
+
+def adam_update_numba(p, g, m, v, lr_t, beta1, beta2, eps):
+    """Numba version of :func:`adam_update_numpy` (one pass over memory)."""
+    dt = p.dtype.type
+    _adam_nb(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+             dt(lr_t), dt(beta1), dt(beta2), dt(eps))
+
+
+def adam_update(p, g, m, v, lr_t, beta1, beta2, eps, backend=None):
+    """Dispatch to the numba or NumPy in-place Adam update."""
+    if get_backend(backend) == "numba":
+        return adam_update_numba(p, g, m, v, lr_t, beta1, beta2, eps)
+    return adam_update_numpy(p, g, m, v, lr_t, beta1, beta2, eps)

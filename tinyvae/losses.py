@@ -1,0 +1,56 @@
+"""The two terms of the VAE loss, each with its gradient.
+
+Per image: squared error summed over every pixel and channel, plus
+``beta`` times the KL divergence summed over latent dimensions. Both are
+averaged over the batch, as the study did.
+
+The KL term uses the same meaning of ``logvar`` as
+:func:`tinyvae.layers.reparam_forward`: ``logvar = log sigma^2``, so
+``KL(N(mu, sigma^2) || N(0, 1)) = 0.5 * (mu^2 + sigma^2 - 1 - log sigma^2)``
+per dimension.
+"""
+import numpy as np
+
+
+def sse_loss(xhat, x):
+    """Squared error summed over pixels, averaged over the batch.
+
+    Parameters
+    ----------
+    xhat, x : (N, H, W, C)
+
+    Returns
+    -------
+    loss : float
+    dxhat : (N, H, W, C), d loss / d xhat
+    """
+    N = x.shape[0]
+    diff = xhat - x                                   # (N, H, W, C)
+    loss = float(np.sum(diff * diff)) / N
+    dxhat = (2.0 / N) * diff                          # (N, H, W, C)
+    return loss, dxhat.astype(xhat.dtype, copy=False)
+
+
+def kl_loss(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, I)), summed over dims, averaged over the batch.
+
+    Parameters
+    ----------
+    mu, logvar : (N, L)
+
+    Returns
+    -------
+    loss : float
+    dmu, dlogvar : (N, L)
+    """
+    N = mu.shape[0]
+    var = np.exp(logvar)                              # (N, L)
+    loss = float(0.5 * np.sum(mu * mu + var - 1.0 - logvar)) / N
+    dmu = mu / N                                      # (N, L)
+    dlogvar = 0.5 * (var - 1.0) / N                   # (N, L)
+    return loss, dmu.astype(mu.dtype, copy=False), dlogvar.astype(mu.dtype, copy=False)
+
+
+def kl_per_dim(mu, logvar):
+    """KL of each latent dimension, averaged over the batch: (L,)."""
+    return 0.5 * np.mean(mu * mu + np.exp(logvar) - 1.0 - logvar, axis=0)
