@@ -1,0 +1,519 @@
+"""Tests of tinyvae.data: readers on small files written here, real data when present, fuzzing, fetch."""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import socket
+import sys
+import tarfile
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinyvae import data
+from tinyvae.errors import ConfigError, DataError
+
+RNG = np.random.default_rng(0)
+MNIST_NAMES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+CIFAR_MEMBERS = {"train": [f"cifar-10-batches-bin/data_batch_{i}.bin" for i in range(1, 6)],
+                 "test": ["cifar-10-batches-bin/test_batch.bin"]}
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def idx_bytes(array, code=0x08):
+    array = np.asarray(array)
+    dtype = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code]
+    header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    return header + array.astype(dtype).tobytes()
+
+
+def write_mnist(root, n=(5, 3)):
+    """Write a tiny MNIST into root/mnist; return {split: (images NHWC, labels)}."""
+    (root / "mnist").mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, count in zip(("train", "test"), n):
+        images = RNG.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+        labels = RNG.integers(0, 10, count, dtype=np.uint8)
+        img_name, lab_name = MNIST_NAMES[split]
+        (root / "mnist" / img_name).write_bytes(gzip.compress(idx_bytes(images)))
+        (root / "mnist" / lab_name).write_bytes(gzip.compress(idx_bytes(labels)))
+        out[split] = (images[..., None], labels.astype(np.int64))
+    return out
+
+
+def cifar_batch(images, labels):
+    """Official record layout: label byte, then the R, G and B planes."""
+    planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    return np.concatenate([labels.astype(np.uint8)[:, None], planes], axis=1).tobytes()
+
+
+def tar_bytes(members):
+    """An uncompressed tar of (name, payload) regular files; payload None makes a symlink."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            if payload is None:
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            else:
+                info.size = len(payload)
+            tar.addfile(info, None if payload is None else io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def cifar_members(n=2):
+    """Members of a tiny CIFAR archive (n records per batch) and the expected arrays."""
+    members, expected = [], {"train": [], "test": []}
+    for split in ("train", "test"):
+        for name in CIFAR_MEMBERS[split]:
+            images = RNG.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            labels = RNG.integers(0, 10, n)
+            members.append((name, cifar_batch(images, labels)))
+            expected[split].append((images, labels))
+    expected = {s: (np.concatenate([i for i, _ in v]), np.concatenate([l for _, l in v]))
+                for s, v in expected.items()}
+    members.insert(3, ("cifar-10-batches-bin/batches.meta.txt", b"airplane\n"))
+    return members, expected
+
+
+def write_cifar(root, payload):
+    (root / "cifar10").mkdir(parents=True, exist_ok=True)
+    (root / "cifar10" / "cifar-10-binary.tar.gz").write_bytes(payload)
+
+
+# --------------------------------------------------------------------------- IDX
+
+
+@pytest.mark.parametrize("code", [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E])
+def test_read_idx_round_trip(code):
+    array = RNG.integers(0, 100, (4, 3, 2))
+    got = data.read_idx(idx_bytes(array, code))
+    assert got.shape == (4, 3, 2) and got.dtype.isnative and got.flags.writeable
+    np.testing.assert_array_equal(got, array)
+
+
+VALID_IDX = idx_bytes(np.arange(6, dtype=np.uint8).reshape(2, 3))
+
+
+@pytest.mark.parametrize("bad, words", [
+    (b"", "short"),
+    (b"\x01" + VALID_IDX[1:], "magic"),
+    (VALID_IDX[:2] + b"\x07" + VALID_IDX[3:], "type code"),
+    (VALID_IDX[:3] + b"\x00", "0 dimensions"),
+    (VALID_IDX[:10], "header truncated"),
+    (VALID_IDX[:-1], "payload"),
+    (VALID_IDX + b"\x00", "payload"),
+])
+def test_read_idx_rejects(bad, words):
+    with pytest.raises(DataError, match=words):
+        data.read_idx(bad)
+
+
+# --------------------------------------------------------------------------- MNIST files
+
+
+def test_load_mnist_round_trip(tmp_path, monkeypatch):
+    expected = write_mnist(tmp_path)
+    for split in ("train", "test"):
+        images, labels = data.load_mnist(split, tmp_path)
+        assert images.dtype == np.uint8 and labels.dtype == np.int64
+        np.testing.assert_array_equal(images, expected[split][0])
+        np.testing.assert_array_equal(labels, expected[split][1])
+    monkeypatch.setenv("TINYVAE_DATA_DIR", str(tmp_path))
+    np.testing.assert_array_equal(data.load("mnist", "test")[1], expected["test"][1])
+
+
+def _rewrite(root, name, raw=None, gz=None):
+    (root / "mnist" / name).write_bytes(gzip.compress(raw) if gz is None else gz)
+
+
+@pytest.mark.parametrize("name, kwargs, words", [
+    ("train-images-idx3-ubyte.gz", {"gz": b"not gzip at all"}, "gzip"),
+    ("train-images-idx3-ubyte.gz", {"gz": b""}, "empty"),
+    ("train-labels-idx1-ubyte.gz", {"gz": gzip.compress(b"x" * 1000)[:-20]}, "gzip"),
+    ("train-labels-idx1-ubyte.gz", {"raw": b"\x01" + idx_bytes(np.zeros(5, np.uint8))[1:]}, "magic"),
+    ("train-images-idx3-ubyte.gz", {"raw": idx_bytes(np.zeros((5, 28, 28)), 0x0D)}, "uint8 images"),
+    ("train-images-idx3-ubyte.gz", {"raw": idx_bytes(np.zeros((5, 27, 28), np.uint8))}, "28, 28"),
+    ("train-images-idx3-ubyte.gz", {"raw": idx_bytes(np.zeros((4, 28, 28), np.uint8))}, "4 images but"),
+    ("train-labels-idx1-ubyte.gz", {"raw": idx_bytes(np.full(5, 10, np.uint8))}, "outside 0..9"),
+    ("train-labels-idx1-ubyte.gz", {"raw": idx_bytes(np.zeros((5, 1), np.uint8))}, "vector"),
+])
+def test_load_mnist_rejects(tmp_path, name, kwargs, words):
+    write_mnist(tmp_path)
+    _rewrite(tmp_path, name, **kwargs)
+    with pytest.raises(DataError, match=words) as info:
+        data.load_mnist("train", tmp_path)
+    assert name in str(info.value)
+
+
+# --------------------------------------------------------------------------- CIFAR files
+
+
+def test_load_cifar10_round_trip(tmp_path):
+    members, expected = cifar_members(n=3)
+    write_cifar(tmp_path, gzip.compress(tar_bytes(members)))
+    for split in ("train", "test"):
+        images, labels = data.load_cifar10(split, tmp_path, records_per_file=3)
+        assert images.shape == (len(labels), 32, 32, 3) and images.dtype == np.uint8
+        assert labels.dtype == np.int64 and images.flags.c_contiguous
+        np.testing.assert_array_equal(images, expected[split][0])
+        np.testing.assert_array_equal(labels, expected[split][1])
+    np.testing.assert_array_equal(data.load_cifar10("test", tmp_path, records_per_file=None)[1],
+                                  expected["test"][1])
+    with pytest.raises(DataError, match="3 records, expected 10000"):
+        data.load("cifar10", "test", tmp_path)  # the official archive has 10000 per file
+
+
+def _cifar_variant(kind):
+    members, _ = cifar_members(n=1)
+    test = "cifar-10-batches-bin/test_batch.bin"
+    if kind == "record size":
+        members = [(n, p + b"\x00" if n == test else p) for n, p in members]
+    elif kind == "missing member":
+        members = [(n, p) for n, p in members if n != test]
+    elif kind == "label":
+        members = [(n, b"\x0a" + p[1:] if n == test else p) for n, p in members]
+    elif kind == "empty member":
+        members = [(n, b"" if n == test else p) for n, p in members]
+    elif kind == "symlink":
+        members = [(n, p) for n, p in members if n != test] + [(test, None)]
+    elif kind == "not a tar":
+        return gzip.compress(b"\x01" * 3000)
+    elif kind == "not gzip":
+        return tar_bytes(members)
+    elif kind == "truncated":
+        return gzip.compress(tar_bytes(members))[:-100]
+    elif kind == "empty file":
+        return b""
+    return gzip.compress(tar_bytes(members))
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("record size", "whole number"), ("missing member", "lacks member"), ("label", "outside 0..9"),
+    ("empty member", "whole number"), ("symlink", "not a regular file"),
+    ("not a tar", "tar.gz"), ("not gzip", "tar.gz"), ("truncated", "tar.gz"), ("empty file", "tar.gz"),
+])
+def test_load_cifar10_rejects(tmp_path, kind, words):
+    write_cifar(tmp_path, _cifar_variant(kind))
+    with pytest.raises(DataError, match=words) as info:
+        data.load_cifar10("test", tmp_path, records_per_file=None)
+    assert "cifar-10-binary.tar.gz" in str(info.value)
+
+
+# --------------------------------------------------------------------------- missing data, arguments
+
+
+@pytest.mark.parametrize("dataset", data.DATASETS)
+def test_missing_data_is_fast_and_explains_the_fixes(tmp_path, dataset):
+    start = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        data.load(dataset, "train", tmp_path / "nowhere")
+    assert time.perf_counter() - start < 2.0
+    message = str(info.value)
+    for needed in [str(tmp_path / "nowhere"), f"fetch {dataset}", "TINYVAE_DATA_DIR", "--data-dir",
+                   "pip install 'tinyvae[tfds]'", *data.OFFICIAL_URLS[dataset].values()]:
+        assert needed in message
+
+
+def test_unknown_dataset_or_split(tmp_path):
+    with pytest.raises(ConfigError, match="mnist, cifar10"):
+        data.load("imagenet", "train", tmp_path)
+    for loader in (data.load_mnist, data.load_cifar10, functools.partial(data.load, "mnist")):
+        with pytest.raises(ConfigError, match="train, test"):
+            loader("val", tmp_path)
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_resolve_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYVAE_DATA_DIR", str(tmp_path / "env"))
+    assert data.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert data.resolve_data_dir() == tmp_path / "env"
+    monkeypatch.delenv("TINYVAE_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert data.resolve_data_dir() == tmp_path / ".cache" / "tinyvae"
+
+
+def test_class_names():
+    assert data.CLASS_NAMES["mnist"] == tuple("0123456789")
+    assert len(data.CLASS_NAMES["cifar10"]) == 10 and data.CLASS_NAMES["cifar10"][3] == "cat"
+
+
+# --------------------------------------------------------------------------- real data
+
+
+@pytest.fixture(scope="module")
+def real_mnist(mnist_data_dir):
+    return {split: data.load_mnist(split, mnist_data_dir) for split in ("train", "test")}
+
+
+@pytest.fixture(scope="module")
+def real_cifar10(cifar10_data_dir):
+    return {split: data.load_cifar10(split, cifar10_data_dir) for split in ("train", "test")}
+
+
+def _check_real(images, labels, shape):
+    assert images.shape == shape and images.dtype == np.uint8
+    assert labels.shape == shape[:1] and labels.dtype == np.int64
+    assert labels.min() == 0 and labels.max() == 9
+    # Neighbouring pixels of real images are alike; a wrong plane/axis order would break that.
+    horizontal = np.abs(np.diff(images[:500].astype(np.int16), axis=2)).mean()
+    shuffled = np.abs(images[:500].astype(np.int16) - images[500:1000].astype(np.int16)).mean()
+    assert horizontal < 0.5 * shuffled
+
+
+def test_real_mnist(real_mnist):
+    (train, train_labels), (test, test_labels) = real_mnist["train"], real_mnist["test"]
+    _check_real(train, train_labels, (60000, 28, 28, 1))
+    _check_real(test, test_labels, (10000, 28, 28, 1))
+    assert (np.bincount(train_labels, minlength=10) > 5000).all()
+    assert (np.bincount(test_labels, minlength=10) > 800).all()
+    assert train[:, 0, 0].max() == 0 and train.max() == 255  # black border, white ink
+
+
+def test_real_mnist_through_load(mnist_data_dir, real_mnist, monkeypatch):
+    monkeypatch.setenv("TINYVAE_DATA_DIR", str(mnist_data_dir))
+    np.testing.assert_array_equal(data.load("mnist", "test")[1], real_mnist["test"][1])
+
+
+def test_real_cifar10(real_cifar10):
+    (train, train_labels), (test, test_labels) = real_cifar10["train"], real_cifar10["test"]
+    _check_real(train, train_labels, (50000, 32, 32, 3))
+    _check_real(test, test_labels, (10000, 32, 32, 3))
+    assert (np.bincount(train_labels, minlength=10) == 5000).all()
+    assert (np.bincount(test_labels, minlength=10) == 1000).all()
+    # Channels are distinct planes (R, G, B), not one plane repeated.
+    assert not np.array_equal(train[:100, ..., 0], train[:100, ..., 2])
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+FUZZ = settings(max_examples=500, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@st.composite
+def mutated(draw, valid):
+    """``valid`` after 1-4 truncations, byte flips, insertions or deletions.
+
+    Positions favour the start (IDX header) and the first 160 bytes of each
+    512-byte block (tar headers: name, size, checksum, type).
+    """
+    out = bytearray(valid)
+    for _ in range(draw(st.integers(1, 4))):
+        if not out:
+            break
+        last = len(out) - 1
+        at = draw(st.one_of(
+            st.integers(0, min(40, last)), st.integers(0, last),
+            st.tuples(st.integers(0, last // 512), st.integers(0, 160)).map(
+                lambda block: min(512 * block[0] + block[1], last))))
+        kind = draw(st.sampled_from(["truncate", "flip", "insert", "delete"]))
+        if kind == "truncate":
+            del out[at:]
+        elif kind == "flip":
+            out[at] ^= draw(st.integers(1, 255))
+        elif kind == "insert":
+            out[at:at] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            del out[at:at + draw(st.integers(1, 8))]
+    return bytes(out)
+
+
+def _idx_ok_or_data_error(blob):
+    try:
+        array = data.read_idx(blob)
+    except DataError:
+        return
+    assert array.ndim == blob[3]
+
+
+@FUZZ
+@given(st.binary(max_size=64) | st.binary(max_size=4).map(lambda b: b"\x00\x00" + b))
+def test_fuzz_read_idx_arbitrary(blob):
+    _idx_ok_or_data_error(blob)
+
+
+@FUZZ
+@given(mutated(idx_bytes(RNG.integers(0, 256, (2, 5, 3), dtype=np.uint8))))
+def test_fuzz_read_idx_mutated(blob):
+    _idx_ok_or_data_error(blob)
+
+
+@pytest.fixture(scope="module")
+def fuzz_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    write_mnist(root, n=(2, 1))
+    return root
+
+
+def _load_mnist_ok_or_data_error(root, name, payload):
+    write_mnist(root, n=(2, 1))
+    (root / "mnist" / name).write_bytes(payload)
+    try:
+        images, labels = data.load_mnist("train", root)
+    except DataError:
+        return
+    assert images.shape == (len(labels), 28, 28, 1) and labels.max(initial=0) <= 9
+
+
+MNIST_FILE = st.sampled_from(MNIST_NAMES["train"])
+VALID_IMAGES = idx_bytes(np.zeros((2, 28, 28), np.uint8))
+VALID_LABELS = idx_bytes(np.array([3, 9], np.uint8))
+
+
+@FUZZ
+@given(MNIST_FILE, st.binary(max_size=200) | st.binary(max_size=200).map(gzip.compress))
+def test_fuzz_load_mnist_arbitrary(fuzz_root, name, payload):
+    _load_mnist_ok_or_data_error(fuzz_root, name, payload)
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_load_mnist_mutated(fuzz_root, draw):
+    name = draw.draw(MNIST_FILE)
+    raw = VALID_IMAGES if name.startswith("train-images") else VALID_LABELS
+    if draw.draw(st.booleans()):
+        payload = gzip.compress(draw.draw(mutated(raw)))  # bad IDX inside good gzip
+    else:
+        payload = draw.draw(mutated(gzip.compress(raw)))  # damaged gzip
+    _load_mnist_ok_or_data_error(fuzz_root, name, payload)
+
+
+def _load_cifar_ok_or_data_error(root, payload):
+    write_cifar(root, payload)
+    try:
+        images, labels = data.load_cifar10("test", root, records_per_file=None)
+    except DataError:
+        return
+    assert images.shape == (len(labels), 32, 32, 3) and labels.max() <= 9
+
+
+VALID_TAR = tar_bytes(cifar_members(n=1)[0])
+
+
+@FUZZ
+@given(st.binary(max_size=1500) | st.binary(max_size=1500).map(gzip.compress)
+       | st.binary(max_size=600).map(lambda b: gzip.compress(VALID_TAR[:512] + b)))
+def test_fuzz_load_cifar10_arbitrary(fuzz_root, payload):
+    _load_cifar_ok_or_data_error(fuzz_root, payload)
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_load_cifar10_mutated(fuzz_root, draw):
+    if draw.draw(st.booleans()):
+        payload = gzip.compress(draw.draw(mutated(VALID_TAR)), compresslevel=1)  # bad tar, good gzip
+    else:
+        payload = draw.draw(mutated(gzip.compress(VALID_TAR)))  # damaged gzip
+    _load_cifar_ok_or_data_error(fuzz_root, payload)
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """(folder, base URL) of an HTTP server on 127.0.0.1 serving the folder."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fetch_downloads_and_verifies(tmp_path, http_root):
+    pytest.importorskip("tensorflow_datasets")
+    folder, base = http_root
+    payload = RNG.integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    (folder / "labels.gz").write_bytes(payload)
+    rel = "mnist/train-labels-idx1-ubyte.gz"
+    resource = data.RemoteFile(rel, f"{base}/labels.gz", hashlib.sha256(payload).hexdigest(), len(payload))
+    root = tmp_path / "data"
+    assert data.fetch("mnist", root, resources=[resource]) == [root / rel]
+    assert (root / rel).read_bytes() == payload
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["mnist", rel]
+    assert data.fetch("mnist", root, resources=[resource]) == []  # already there
+
+
+@pytest.mark.parametrize("existing_dir", [False, True])
+@pytest.mark.parametrize("problem", ["checksum", "size", "404"])
+def test_fetch_bad_download_leaves_nothing(tmp_path, http_root, problem, existing_dir):
+    pytest.importorskip("tensorflow_datasets")
+    folder, base = http_root
+    payload = b"x" * 3000
+    (folder / "archive.tar.gz").write_bytes(payload)
+    sha, size, name = hashlib.sha256(payload).hexdigest(), len(payload), "archive.tar.gz"
+    if problem == "checksum":
+        sha = hashlib.sha256(b"something else").hexdigest()
+    elif problem == "size":
+        size += 1
+    else:
+        name = "absent.tar.gz"
+    resource = data.RemoteFile("cifar10/cifar-10-binary.tar.gz", f"{base}/{name}", sha, size)
+    root = tmp_path / "data"
+    if existing_dir:
+        root.mkdir()
+    with pytest.raises(DataError, match=name):
+        data.fetch("cifar10", root, resources=[resource])
+    assert (list(root.iterdir()) == []) if existing_dir else not root.exists()
+
+
+def test_fetch_unreachable_host_fails_fast(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}/train-images-idx3-ubyte.gz"
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="cannot reach|tensorflow-datasets"):
+        data.fetch("mnist", tmp_path / "data",
+                   resources=[data.RemoteFile("mnist/train-images-idx3-ubyte.gz", url, "0" * 64, 1)])
+    assert time.perf_counter() - start < 2.0
+    assert not (tmp_path / "data").exists()
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="cannot reach"):
+        data._probe(url, timeout=1.0)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_fetch_without_tfds_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(DataError, match=r"pip install 'tinyvae\[tfds\]'"):
+        data.fetch("mnist", tmp_path)
+
+
+def test_fetch_rejects_paths_outside_the_data_dir(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    for bad in ("../escape.gz", "/abs/file.gz"):
+        with pytest.raises(ConfigError):
+            data.fetch("mnist", tmp_path, resources=[data.RemoteFile(bad, "http://127.0.0.1/x", "0" * 64, 1)])
+
+
+def test_official_resources_come_from_tfds():
+    pytest.importorskip("tensorflow_datasets")
+    for dataset in data.DATASETS:
+        files = data.official_resources(dataset)
+        assert {f.path: f.url for f in files} == data.OFFICIAL_URLS[dataset]
+        for f in files:
+            assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0 and f.size > 0
