@@ -24,3 +24,14 @@ class CheckpointError(TinyVAEError):
 
 class TrainingDiverged(TinyVAEError):
     """The loss became NaN or infinite; training stopped before the bad state was saved."""
+
+
+class Interrupted(TinyVAEError):
+    """Training was stopped by SIGINT or SIGTERM after saving a checkpoint.
+
+    ``exit_code`` is the shell's convention for the signal (130 for SIGINT).
+    """
+
+    def __init__(self, message, exit_code=130):
+        super().__init__(message)
+        self.exit_code = exit_code

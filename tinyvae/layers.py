@@ -267,6 +267,7 @@ class Layer:
 
     def __init__(self):
         self.params, self.grads, self.cache = {}, {}, None
+        self.name = type(self).__name__.lower()
 
     def output_shape(self, in_shape):
         """Shape of one example's output, given one example's input shape."""

@@ -21,11 +21,13 @@ Sizes come out exact: MNIST 5 -> 10 -> 12 -> 24 -> 26 -> 28,
 CIFAR-10 6 -> 12 -> 14 -> 28 -> 30 -> 32. Weights are Glorot-uniform and
 biases zero (Keras' defaults).
 """
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import layers as L
+from .data import IMAGE_SHAPES
 from .errors import ConfigError
 from .losses import kl_loss, sse_loss
 
@@ -46,8 +48,6 @@ ARCHS = {
     "deep": Arch("deep", convs=(32, 128), dense=(1024, 256, 32), latent=2, beta=0.5),
 }
 
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
-
 
 def get_arch(name):
     """The :class:`Arch` called ``name``, or a ConfigError listing the names."""
@@ -65,16 +65,31 @@ def image_shape_of(dataset):
     return IMAGE_SHAPES[dataset]
 
 
-def _forward(layers, x):
+def _forward(layers, x, timings=None):
     for layer in layers:
-        x = layer.forward(x)
+        if timings is None:
+            x = layer.forward(x)
+        else:
+            t0 = time.perf_counter()
+            x = layer.forward(x)
+            _add_time(timings, layer, "forward", t0)
     return x
 
 
-def _backward(layers, dout):
+def _backward(layers, dout, timings=None):
     for layer in reversed(layers):
-        dout = layer.backward(dout)
+        if timings is None:
+            dout = layer.backward(dout)
+        else:
+            t0 = time.perf_counter()
+            dout = layer.backward(dout)
+            _add_time(timings, layer, "backward", t0)
     return dout
+
+
+def _add_time(timings, layer, phase, t0):
+    key = (layer.name, phase)
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
 
 
 class VAE:
@@ -90,7 +105,10 @@ class VAE:
 
     Attributes
     ----------
-    params, grads : dicts with identical keys (``"enc0_conv.w"``, ...);
+    timings : None, or a dict that forward and backward passes add each
+        layer's seconds to, keyed ``(layer name, "forward" | "backward")``
+        (set ``model.timings = {}`` to profile)
+    params, grads : dicts with identical keys (``"enc0_conv2d.w"``, ...);
         the arrays are the layers' own, so an optimizer that updates
         ``params`` in place updates the model. :meth:`backward` assigns every
         entry of ``grads`` afresh: it is the one point where gradients are reset.
@@ -140,8 +158,9 @@ class VAE:
                               f"{self.image_shape}; accepted image shapes: "
                               f"{', '.join(map(str, IMAGE_SHAPES.values()))}")
 
-        self.params, self.grads = {}, {}
+        self.params, self.grads, self.timings = {}, {}, None
         for name, layer in self.named_layers():
+            layer.name = name
             for k in layer.params:
                 self.params[f"{name}.{k}"] = layer.params[k]
                 self.grads[f"{name}.{k}"] = layer.grads[k]
@@ -195,12 +214,13 @@ class VAE:
     def encode(self, x):
         """x : (N, H, W, C) -> mu (N, L), logvar (N, L)."""
         self.check_images(x)
-        h = _forward(self.encoder, x)                     # (N, D)
-        return self.mu_head.forward(h), self.logvar_head.forward(h)
+        h = _forward(self.encoder, x, self.timings)       # (N, D)
+        return (_forward([self.mu_head], h, self.timings),      # (N, L)
+                _forward([self.logvar_head], h, self.timings))  # (N, L)
 
     def decode(self, z):
         """z : (N, L) -> xhat (N, H, W, C) in (0, 1)."""
-        return _forward(self.decoder, np.asarray(z, dtype=self.dtype))
+        return _forward(self.decoder, np.asarray(z, dtype=self.dtype), self.timings)
 
     def forward(self, x, eps):
         """Encode, sample ``z = mu + exp(0.5 * logvar) * eps``, decode.
@@ -220,11 +240,11 @@ class VAE:
         dmu, dlogvar : (N, L) gradients reaching mu and logvar directly (the KL term).
         Fills :attr:`grads` (assigned, not accumulated).
         """
-        dz = _backward(self.decoder, dxhat)               # (N, L)
-        dmu_z, dlogvar_z = L.reparam_backward(dz, self._reparam_cache)
-        dh = self.mu_head.backward(dmu + dmu_z)          # (N, D)
-        dh += self.logvar_head.backward(dlogvar + dlogvar_z)
-        _backward(self.encoder, dh)
+        dz = _backward(self.decoder, dxhat, self.timings)                 # (N, L)
+        dmu_z, dlogvar_z = L.reparam_backward(dz, self._reparam_cache)    # (N, L) twice
+        dh = _backward([self.mu_head], dmu + dmu_z, self.timings)         # (N, D)
+        dh += _backward([self.logvar_head], dlogvar + dlogvar_z, self.timings)
+        _backward(self.encoder, dh, self.timings)
         for name, layer in self.named_layers():          # the layers assigned new arrays
             for k in layer.grads:
                 self.grads[f"{name}.{k}"] = layer.grads[k]

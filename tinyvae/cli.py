@@ -1,0 +1,180 @@
+"""Command line: ``python -m tinyvae {train,summary,fetch,bench} ...``.
+
+Every error tinyvae raises on purpose (:class:`tinyvae.errors.TinyVAEError`)
+is printed as one message and ends the program with status 2, without a
+traceback; argparse does the same for malformed flags. A run stopped by
+Ctrl-C or SIGTERM saves its checkpoint and exits with 130 or 143.
+"""
+import argparse
+import contextlib
+import json
+import sys
+
+from .errors import ConfigError, Interrupted, TinyVAEError
+from .kernels import BACKENDS
+from .models import ARCHS, IMAGE_SHAPES
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def nonnegative_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+@contextlib.contextmanager
+def thread_limit(n):
+    """Pin BLAS and numba to ``n`` threads inside the block (None: leave as is)."""
+    if n is None:
+        yield
+        return
+    import numba
+    from threadpoolctl import threadpool_limits
+    if n > numba.config.NUMBA_NUM_THREADS:
+        raise ConfigError(f"--threads {n} is more than the {numba.config.NUMBA_NUM_THREADS} "
+                          f"threads numba can use here")
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def add_train_args(p):
+    """The flags shared by ``train`` and ``run_all.py``'s per-run settings."""
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with mnist/ and cifar10/ (default $TINYVAE_DATA_DIR, else ~/.cache/tinyvae)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="pin numba and BLAS to this many threads (default: all cores)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="kernels: numba (fast, default) or numpy (the reference); "
+                        "also settable as $TINYVAE_KERNELS")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out (bit-exact), if there is one")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m tinyvae",
+        description="Convolutional VAEs from scratch in NumPy: train, inspect, fetch data, benchmark.",
+        epilog="Errors print one message and exit with status 2. "
+               "Run 'python -m tinyvae COMMAND --help' for a command's flags.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", help="train one VAE and write checkpoint.npz and metrics.json",
+                       description="Train one VAE with the study's protocol (Adam lr 1e-4, batch 50, "
+                                   "10 epochs). Writes OUT/checkpoint.npz (every epoch, every "
+                                   "--checkpoint-every steps, and on Ctrl-C) and OUT/metrics.json.")
+    t.add_argument("--model", choices=list(ARCHS), default="simple", help="VAE variant (default simple)")
+    t.add_argument("--dataset", choices=list(IMAGE_SHAPES), default="mnist", help="default mnist")
+    t.add_argument("--epochs", type=positive_int, default=10, help="default 10")
+    t.add_argument("--batch-size", type=positive_int, default=50, help="default 50")
+    t.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    t.add_argument("--train-subset", type=positive_int, default=None,
+                   help="train on this many images chosen with the seed (default all)")
+    t.add_argument("--test-subset", type=positive_int, default=None,
+                   help="evaluate on this many test images (default all)")
+    t.add_argument("--checkpoint-every", type=nonnegative_int, default=0,
+                   help="also checkpoint every N steps (default 0: each epoch only)")
+    t.add_argument("--out", required=True, help="output folder (created if needed)")
+    add_train_args(t)
+
+    s = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts")
+    s.add_argument("model", choices=list(ARCHS))
+    s.add_argument("--dataset", choices=list(IMAGE_SHAPES), default="mnist", help="default mnist")
+
+    f = sub.add_parser("fetch", help="download a dataset (needs 'pip install tinyvae[tfds]' and a network)")
+    f.add_argument("dataset", choices=list(IMAGE_SHAPES))
+    f.add_argument("--data-dir", default=None, help="where to put it (default as for train)")
+
+    b = sub.add_parser("bench", help="time full training steps (see benchmarks/bench_step.py)",
+                       add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def cmd_train(args):
+    import os
+    from .train import TrainConfig, train
+    cfg = TrainConfig(model=args.model, dataset=args.dataset, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      train_subset=args.train_subset, test_subset=args.test_subset,
+                      checkpoint_every=args.checkpoint_every)
+    with thread_limit(args.threads):
+        result = train(cfg, out_dir=args.out, data_dir=args.data_dir, resume=args.resume,
+                       progress=not args.no_progress, backend=args.backend)
+    m = result.metrics
+    print(f"{m['model']}/{m['dataset']}: {m['epochs']} epochs, {m['steps']} steps in {m['seconds']:.1f} s; "
+          f"test loss {m['test_loss']:.3f} (rec {m['test_rec']:.3f}, kl {m['test_kl']:.3f}); "
+          f"wrote {os.path.join(args.out, 'metrics.json')}")
+    return 0
+
+
+def cmd_summary(args):
+    import numpy as np
+    from .models import VAE
+    model = VAE(args.model, IMAGE_SHAPES[args.dataset], np.random.default_rng(0))
+    print(model.summary())
+    return 0
+
+
+def cmd_fetch(args):
+    from .data import fetch
+    paths = fetch(args.dataset, args.data_dir)
+    print(json.dumps({"dataset": args.dataset, "files": [str(p) for p in paths]}, indent=2))
+    return 0
+
+
+def cmd_bench(args):
+    from .bench import main as bench_main
+    return bench_main(args.rest)
+
+
+COMMANDS = {"train": cmd_train, "summary": cmd_summary, "fetch": cmd_fetch, "bench": cmd_bench}
+
+
+def main(argv=None):
+    """Entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except Interrupted as e:
+        print(f"tinyvae: {e}", file=sys.stderr)
+        return e.exit_code
+    except TinyVAEError as e:
+        print(f"tinyvae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tinyvae: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:                      # output piped into `head` and closed
+        sys.stderr.close()
+        return 0
