@@ -124,13 +124,19 @@ def conv2d_forward(x, w, b, stride=1, padding="valid", backend=None):
     return out, (x.shape, cols, w, stride, pad, out_hw, backend)
 
 
-def conv2d_backward(dout, cache):
-    """dout : (N, Ho, Wo, F) -> dx (N, H, W, C), dw (KH, KW, C, F), db (F,)"""
+def conv2d_backward(dout, cache, need_dx=True):
+    """dout : (N, Ho, Wo, F) -> dx (N, H, W, C), dw (KH, KW, C, F), db (F,)
+
+    With ``need_dx=False`` (a network's first layer: nobody needs the
+    gradient of the image) ``dx`` is not computed and None is returned.
+    """
     x_shape, cols, w, stride, pad, out_hw, backend = cache
     KH, KW, C, F = w.shape
     dout2 = dout.reshape(-1, F)                                     # (N*Ho*Wo, F)
     db = dout2.sum(axis=0)                                          # (F,)
     dw = (cols.T @ dout2).reshape(w.shape)                          # (KH, KW, C, F)
+    if not need_dx:
+        return None, dw, db
     dcols = dout2 @ w.reshape(KH * KW * C, F).T                     # (N*Ho*Wo, KH*KW*C)
     dx = kernels.col2im(dcols, x_shape, KH, KW, stride, pad, out_hw, backend)  # (N, H, W, C)
     return dx, dw, db
@@ -174,6 +180,46 @@ def conv_transpose2d_backward(dout, cache):
     N = dout.shape[0]
     db = dout.sum(axis=(0, 1, 2))                                   # (C,)
     dcols = kernels.im2col(dout, KH, KW, stride, pad, in_hw, backend)  # (N*H*W, KH*KW*C)
+    dx = (dcols @ w.reshape(KH * KW * C, F)).reshape(N, in_hw[0], in_hw[1], F)  # (N, H, W, F)
+    dw = (dcols.T @ x2).reshape(w.shape)                            # (KH, KW, C, F)
+    return dx, dw, db
+
+
+def upsample_conv_transpose2d_forward(x, w, b, factor=2, backend=None):
+    """Nearest upsampling by ``factor`` followed by a 3x3-style transposed conv
+    (stride 1, 'valid'), fused: equal to ``conv_transpose2d_forward(
+    upsample_forward(x, factor)[0], w, b)`` but ``factor**2`` times cheaper,
+    because the upsampled image repeats every pixel of ``x`` and the matrix
+    product can therefore run on ``x`` itself.
+
+    Parameters
+    ----------
+    x : (N, H, W, F), *before* upsampling
+    w : (KH, KW, C, F)
+    b : (C,)
+
+    Returns
+    -------
+    out : (N, f*H + KH - 1, f*W + KW - 1, C)
+    cache : for :func:`upsample_conv_transpose2d_backward`
+    """
+    N, H, W, F = x.shape
+    KH, KW, C, _ = w.shape
+    x2 = x.reshape(N * H * W, F)                                    # (N*H*W, F)
+    cols = x2 @ w.reshape(KH * KW * C, F).T                         # (N*H*W, KH*KW*C)
+    out_shape = (N, factor * H + KH - 1, factor * W + KW - 1, C)
+    out = kernels.col2im_up(cols, out_shape, KH, KW, factor, (H, W), backend)  # (N, Ho, Wo, C)
+    out += b
+    return out, (x2, w, factor, (H, W), backend)
+
+
+def upsample_conv_transpose2d_backward(dout, cache):
+    """dout : (N, Ho, Wo, C) -> dx (N, H, W, F), dw (KH, KW, C, F), db (C,)"""
+    x2, w, factor, in_hw, backend = cache
+    KH, KW, C, F = w.shape
+    N = dout.shape[0]
+    db = dout.sum(axis=(0, 1, 2))                                   # (C,)
+    dcols = kernels.im2col_up(dout, KH, KW, factor, in_hw, backend)  # (N*H*W, KH*KW*C)
     dx = (dcols @ w.reshape(KH * KW * C, F)).reshape(N, in_hw[0], in_hw[1], F)  # (N, H, W, F)
     dw = (dcols.T @ x2).reshape(w.shape)                            # (KH, KW, C, F)
     return dx, dw, db
@@ -300,9 +346,12 @@ class Dense(Layer):
 
 
 class Conv2D(Layer):
+    """Conv layer; ``need_dx=False`` skips the input gradient (first layers)."""
+
     def __init__(self, c_in, c_out, rng, kernel=3, stride=1, padding="valid",
-                 dtype=np.float32, backend=None):
+                 dtype=np.float32, backend=None, need_dx=True):
         super().__init__()
+        self.need_dx = need_dx
         fan_in, fan_out = kernel * kernel * c_in, kernel * kernel * c_out
         self.params = {"w": glorot_uniform(rng, (kernel, kernel, c_in, c_out), fan_in, fan_out, dtype),
                        "b": np.zeros(c_out, dtype)}
@@ -315,7 +364,7 @@ class Conv2D(Layer):
         return out
 
     def backward(self, dout):
-        dx, self.grads["w"], self.grads["b"] = conv2d_backward(dout, self.cache)
+        dx, self.grads["w"], self.grads["b"] = conv2d_backward(dout, self.cache, self.need_dx)
         return dx
 
     def output_shape(self, in_shape):
@@ -356,6 +405,34 @@ class ConvTranspose2D(Layer):
     def __repr__(self):
         KH, KW, C, _ = self.params["w"].shape
         return f"ConvTranspose2D({C}, {KH}x{KW}, {self.padding})"
+
+
+class UpsampleConvTranspose2D(ConvTranspose2D):
+    """``Upsample2D(factor)`` then ``ConvTranspose2D`` (stride 1, 'valid'), fused.
+
+    Same parameters, initialisation and results as the two layers in a row
+    (the tests check this), ``factor**2`` times fewer multiply-adds.
+    """
+
+    def __init__(self, c_in, c_out, rng, kernel=3, factor=2, dtype=np.float32, backend=None):
+        super().__init__(c_in, c_out, rng, kernel, 1, "valid", dtype, backend)
+        self.factor = factor
+
+    def forward(self, x):
+        out, self.cache = upsample_conv_transpose2d_forward(x, self.params["w"], self.params["b"],
+                                                            self.factor, self.backend)
+        return out
+
+    def backward(self, dout):
+        dx, self.grads["w"], self.grads["b"] = upsample_conv_transpose2d_backward(dout, self.cache)
+        return dx
+
+    def output_shape(self, in_shape):
+        H, W, F = in_shape
+        return super().output_shape((H * self.factor, W * self.factor, F))
+
+    def __repr__(self):
+        return f"Upsample2D({self.factor}) + {super().__repr__()}"
 
 
 class MaxPool2D(Layer):

@@ -14,7 +14,9 @@ decoder, the mirror image::
 
     [Dense(d) -> ReLU] for d in reversed(dense) -> Dense(flat) -> ReLU -> Reshape
     -> [Upsample2D(2) -> ConvTranspose2D(c, 3x3, valid) -> ReLU] for c in reversed(convs),
-       the first of them keeping the channel count of the reshape
+       the first of them keeping the channel count of the reshape; each upsample
+       and the transposed conv after it run as one fused layer
+       (:class:`tinyvae.layers.UpsampleConvTranspose2D`), 4x cheaper
     -> ConvTranspose2D(image channels, 3x3, valid) -> Sigmoid
 
 Sizes come out exact: MNIST 5 -> 10 -> 12 -> 24 -> 26 -> 28,
@@ -126,8 +128,8 @@ class VAE:
         self.encoder, self.decoder = [], []
         shape, c_in = self.image_shape, C
         for c in self.arch.convs:                        # conv -> relu -> pool
-            self.encoder += [L.Conv2D(c_in, c, rng, backend=backend, **kw), L.ReLU(),
-                             L.MaxPool2D(2, backend=backend)]
+            self.encoder += [L.Conv2D(c_in, c, rng, backend=backend, need_dx=bool(self.encoder), **kw),
+                             L.ReLU(), L.MaxPool2D(2, backend=backend)]
             c_in = c
         self.encoder.append(L.Flatten())
         conv_out = self._shape_through(self.encoder[:-1], shape)   # e.g. (5, 5, 64)
@@ -147,8 +149,8 @@ class VAE:
         self.decoder += [L.Dense(d_in, int(np.prod(conv_out)), rng, **kw), L.ReLU(),
                          L.Reshape(conv_out)]
         c_in = conv_out[2]
-        for c in reversed(self.arch.convs):               # upsample -> convT -> relu
-            self.decoder += [L.Upsample2D(2), L.ConvTranspose2D(c_in, c, rng, backend=backend, **kw),
+        for c in reversed(self.arch.convs):               # upsample -> convT -> relu, fused
+            self.decoder += [L.UpsampleConvTranspose2D(c_in, c, rng, factor=2, backend=backend, **kw),
                              L.ReLU()]
             c_in = c
         self.decoder += [L.ConvTranspose2D(c_in, C, rng, backend=backend, **kw), L.Sigmoid()]
