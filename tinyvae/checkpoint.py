@@ -22,6 +22,7 @@ leaves either the old checkpoint or the new one, never a torn file.
 """
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -31,6 +32,15 @@ import numpy as np
 from .errors import CheckpointError
 
 FORMAT = 1
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()       # what open() would give; mkstemp alone gives 0o600
 
 
 def _checksum(arrays):
@@ -56,6 +66,7 @@ def save_arrays(path, arrays):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -71,18 +82,67 @@ def save_arrays(path, arrays):
         pass
 
 
+def _read_member(zf, info, path):
+    """One ``.npy`` member of the archive, read by name into memory (never extracted).
+
+    Only what tinyvae writes is accepted: stored (uncompressed) members whose
+    ``.npy`` header announces a plain dtype and exactly the bytes that follow,
+    so a forged header cannot make this allocate more than the file holds.
+    """
+    name = info.filename
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise CheckpointError(f"{path}: member {name!r} is compressed; tinyvae writes stored members")
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise CheckpointError(f"{path}: member {name!r} has .npy version {version}")
+        if dtype.hasobject or dtype.kind not in "biufcUS":
+            raise CheckpointError(f"{path}: member {name!r} has dtype {dtype}, which tinyvae never writes")
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        if nbytes > info.file_size:
+            raise CheckpointError(f"{path}: member {name!r} announces {shape} of {dtype} "
+                                  f"({nbytes} bytes) but holds at most {info.file_size}")
+        data = f.read(nbytes)
+        if len(data) != nbytes or f.read(1):            # reading to the end checks the CRC
+            raise CheckpointError(f"{path}: member {name!r} is truncated or has trailing bytes")
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    return array.reshape(shape, order="F" if fortran else "C").copy()
+
+
 def load_arrays(path):
     """Read and verify a checkpoint written by :func:`save_arrays`.
 
-    Raises CheckpointError for a missing, truncated, corrupt or foreign file.
+    Every member is read by name into memory with ``allow_pickle`` never on.
+    Raises CheckpointError (and nothing else) for a missing, unreadable,
+    truncated, corrupt or foreign file.
     """
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path}")
+    arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile,
-            NotImplementedError, RuntimeError) as e:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                raise CheckpointError(f"{path} is not a tinyvae checkpoint (not a .npz/zip archive)")
+            fh.seek(0)
+            with zipfile.ZipFile(fh) as zf:
+                for info in zf.infolist():
+                    name = info.filename
+                    if not name.endswith(".npy") or info.is_dir():
+                        raise CheckpointError(f"{path}: unexpected member {name!r}; "
+                                              f"a tinyvae checkpoint holds only .npy arrays")
+                    key = name[:-len(".npy")]
+                    if key in arrays:
+                        raise CheckpointError(f"{path}: member {name!r} appears twice")
+                    arrays[key] = _read_member(zf, info, path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # zipfile, zlib, struct, numpy's header parser, MemoryError: all "unreadable"
         raise CheckpointError(f"{path} is not a readable tinyvae checkpoint "
                               f"({type(e).__name__}: {e})") from None
     fmt = arrays.get("meta/format")
@@ -96,6 +156,23 @@ def load_arrays(path):
     return arrays
 
 
+def save_text(path, text):
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def json_array(obj):
     """A 0-d text array holding ``obj`` as JSON (how configs and RNG states are stored)."""
     return np.array(json.dumps(obj, sort_keys=True))
@@ -103,10 +180,13 @@ def json_array(obj):
 
 def read_json_array(arrays, key, path="checkpoint"):
     """Inverse of :func:`json_array`, with a CheckpointError for a missing or bad entry."""
+    a = arrays.get(key)
+    if a is None or not isinstance(a, np.ndarray) or a.shape != () or a.dtype.kind != "U":
+        raise CheckpointError(f"{path}: entry {key!r} is missing or not a JSON text")
     try:
-        return json.loads(str(arrays[key]))
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: entry {key!r} is missing or not valid JSON ({e})") from None
+        return json.loads(str(a))
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: entry {key!r} is not valid JSON ({type(e).__name__})") from None
 
 
 def check_params(arrays, params, path="checkpoint"):
@@ -118,7 +198,7 @@ def check_params(arrays, params, path="checkpoint"):
         raise CheckpointError(f"{path} belongs to another model (missing {missing[:3]}, "
                               f"unexpected {extra[:3]})")
     for k, p in params.items():
-        if stored[k].shape != p.shape or stored[k].dtype != p.dtype:
+        if not isinstance(stored[k], np.ndarray) or stored[k].shape != p.shape or stored[k].dtype != p.dtype:
             raise CheckpointError(f"{path} belongs to another model: {k} is {stored[k].dtype}"
                                   f"{stored[k].shape}, the model has {p.dtype}{p.shape}")
     return stored

@@ -8,6 +8,7 @@ Ctrl-C or SIGTERM saves its checkpoint and exits with 130 or 143.
 import argparse
 import contextlib
 import json
+import shlex
 import sys
 
 from .errors import ConfigError, Interrupted, TinyVAEError
@@ -107,16 +108,16 @@ def build_parser():
     add_train_args(t)
 
     s = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts")
-    s.add_argument("model", choices=list(ARCHS))
+    s.add_argument("model", choices=list(ARCHS), help="VAE variant: " + ", ".join(ARCHS))
     s.add_argument("--dataset", choices=list(IMAGE_SHAPES), default="mnist", help="default mnist")
 
     f = sub.add_parser("fetch", help="download a dataset (needs 'pip install tinyvae[tfds]' and a network)")
-    f.add_argument("dataset", choices=list(IMAGE_SHAPES))
+    f.add_argument("dataset", choices=list(IMAGE_SHAPES), help="dataset: " + ", ".join(IMAGE_SHAPES))
     f.add_argument("--data-dir", default=None, help="where to put it (default as for train)")
 
     b = sub.add_parser("bench", help="time full training steps (see benchmarks/bench_step.py)",
                        add_help=False)
-    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
     return parser
 
 
@@ -153,8 +154,22 @@ def cmd_fetch(args):
 
 
 def cmd_bench(args):
-    from .bench import main as bench_main
+    try:
+        from .bench import main as bench_main
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.bench":
+            raise
+        raise ConfigError("the bench command is not available in this installation "
+                          "(tinyvae/bench.py is missing); see benchmarks/bench_step.py") from None
     return bench_main(args.rest)
+
+
+def resume_command(argv):
+    """The command line that resumes the run started with ``argv`` (train's arguments)."""
+    argv = list(argv)
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join([sys.executable, "-m", "tinyvae"] + argv)
 
 
 COMMANDS = {"train": cmd_train, "summary": cmd_summary, "fetch": cmd_fetch, "bench": cmd_bench}
@@ -163,18 +178,24 @@ COMMANDS = {"train": cmd_train, "summary": cmd_summary, "fetch": cmd_fetch, "ben
 def main(argv=None):
     """Entry point; returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except Interrupted as e:
         print(f"tinyvae: {e}", file=sys.stderr)
+        if args.command == "train":
+            print(f"tinyvae: to resume: {resume_command(argv)}", file=sys.stderr)
         return e.exit_code
     except TinyVAEError as e:
+        print(f"tinyvae: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:                         # disk full, permissions, ... outside tinyvae's checks
+        if isinstance(e, BrokenPipeError):
+            sys.stderr.close()
+            return 0
         print(f"tinyvae: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tinyvae: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:                      # output piped into `head` and closed
-        sys.stderr.close()
-        return 0

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 
@@ -52,22 +53,29 @@ class TrainConfig:
 
     def validate(self):
         """Raise ConfigError naming the first bad field and what is accepted."""
+        for name in ("model", "dataset"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a name (str), got {getattr(self, name)!r}")
         get_arch(self.model)
         image_shape_of(self.dataset)
         for name, low in (("epochs", 1), ("batch_size", 1), ("checkpoint_every", 0)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            if not _is_int(v) or v < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
         for name in ("train_subset", "test_subset"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            if v is not None and (not _is_int(v) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer or None, got {v!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (
-                math.isfinite(self.lr) and self.lr > 0):
+        if isinstance(self.lr, (bool, np.bool_)) or not isinstance(self.lr, (int, float, np.integer, np.floating)) \
+                or not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+        if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         return self
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 @dataclass
@@ -112,6 +120,11 @@ def evaluate(model, images, seed_seq, batch_size=100, beta=None):
     The reparameterization noise comes from ``seed_seq`` afresh on every
     call, so the same model always gets the same numbers.
     """
+    check_uint8_images(images, model.image_shape, "images")
+    if len(images) == 0:
+        raise ConfigError("evaluate needs at least one image, got none")
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     rng = np.random.default_rng(seed_seq)
     totals, n = dict.fromkeys(HISTORY_KEYS, 0.0), len(images)
     for i in range(0, n, batch_size):
@@ -123,8 +136,39 @@ def evaluate(model, images, seed_seq, batch_size=100, beta=None):
     return {k: v / n for k, v in totals.items()}
 
 
+def check_uint8_images(images, image_shape, what="images"):
+    """Raise ConfigError unless ``images`` is a uint8 array of shape (N, *image_shape)."""
+    shape = tuple(image_shape)
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1:] != shape:
+        got = getattr(images, "shape", type(images).__name__)
+        raise ConfigError(f"{what}: expected a uint8 array of shape (N, {', '.join(map(str, shape))}), "
+                          f"got {got}")
+    if images.dtype != np.uint8:
+        raise ConfigError(f"{what}: expected uint8 pixels 0..255, got dtype {images.dtype}")
+
+
+def check_data(data, image_shape):
+    """Raise ConfigError unless ``data`` is ``{"train": (images, labels), "test": (images, labels)}``."""
+    if not isinstance(data, dict) or not {"train", "test"} <= set(data):
+        raise ConfigError('data must be a dict {"train": (images, labels), "test": (images, labels)}, '
+                          f"got {type(data).__name__}")
+    for split in ("train", "test"):
+        part = data[split]
+        if not isinstance(part, (tuple, list)) or len(part) != 2:
+            raise ConfigError(f'data["{split}"] must be a pair (images, labels)')
+        check_uint8_images(part[0], image_shape, f'data["{split}"] images')
+        if len(part[0]) == 0:
+            raise ConfigError(f'data["{split}"] has no images')
+
+
 def encode_all(model, images, batch_size=200):
     """mu and logvar of every image (uint8 NHWC): two (N, L) arrays."""
+    check_uint8_images(images, model.image_shape, "images")
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if len(images) == 0:
+        empty = np.zeros((0, model.arch.latent), model.dtype)
+        return empty, empty.copy()
     mus, logvars = [], []
     for i in range(0, len(images), batch_size):
         mu, logvar = model.encode(to_float(images[i:i + batch_size], model.dtype))
@@ -138,14 +182,24 @@ class Trainer:
 
     Use :func:`train`; this class exists so that the loop, checkpointing and
     resuming can be read separately.
+
+    State between batches: ``epoch`` (0-based epoch in progress), ``step``
+    (batches done in it), ``perm`` (its shuffled order, None before it is
+    drawn), the training stream ``rng``, the model and Adam state, and the
+    histories. A checkpoint holds exactly this, so a resumed run continues
+    bit-exactly.
     """
 
     def __init__(self, cfg, data, out_dir=None, backend=None):
+        if not isinstance(cfg, TrainConfig):
+            raise ConfigError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         self.cfg, self.out_dir = cfg.validate(), out_dir
+        check_data(data, image_shape_of(cfg.dataset))
         self.x_train, self.x_test = data["train"][0], data["test"][0]
         n = len(self.x_train)
         if cfg.batch_size > n:
-            raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images")
+            raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
+                              f"accepted: 1..{n}")
         init_rng, _, self.rng, self.eval_seed = streams(cfg.seed)
         self.model = VAE(cfg.model, image_shape_of(cfg.dataset), init_rng, np.float32, backend)
         self.opt = Adam(cfg.lr, backend=backend)
@@ -154,6 +208,17 @@ class Trainer:
         self.history = {k: [] for k in HISTORY_KEYS}
         self.epochs = []
         self._signal = None
+        self._t0 = None
+
+    @property
+    def global_step(self):
+        """Batches trained so far, over all epochs."""
+        return len(self.history["loss"])
+
+    def where(self):
+        """The position in words, e.g. ``epoch 2, step 5 of 20 (global step 25)``."""
+        return (f"epoch {self.epoch + 1}, step {self.step} of {self.steps_per_epoch} "
+                f"(global step {self.global_step})")
 
     # ---- checkpoints -----------------------------------------------------
 
@@ -161,58 +226,80 @@ class Trainer:
     def checkpoint_path(self):
         return os.path.join(self.out_dir, CHECKPOINT) if self.out_dir else None
 
+    def _tick(self):
+        """Add the time since the last tick to ``seconds`` (checkpoint writes are not counted)."""
+        now = time.perf_counter()
+        if self._t0 is not None:
+            self.seconds += now - self._t0
+        self._t0 = now
+
+    def _check_finite(self):
+        kept = (f"; the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path else "")
+        for what, arrays in (("parameter", self.model.params), ("Adam's first moment of", self.opt.m),
+                             ("Adam's second moment of", self.opt.v)):
+            for name, p in arrays.items():
+                if not np.all(np.isfinite(p)):
+                    raise TrainingDiverged(f"{what} {name} is not finite at {self.where()}: training "
+                                           f"diverged and stopped{kept}. Try a smaller learning rate.")
+
     def save(self):
-        """Checkpoint the whole state atomically (refusing a non-finite model)."""
+        """Checkpoint the whole state atomically (refusing a non-finite model or optimizer)."""
         if not self.out_dir:
             return
-        for name, p in self.model.params.items():
-            if not np.all(np.isfinite(p)):
-                raise TrainingDiverged(f"parameter {name} is not finite; the last good checkpoint "
-                                       f"{self.checkpoint_path} is kept")
+        self._tick()
+        self._check_finite()
         arrays = {f"param/{k}": v for k, v in self.model.params.items()}
         arrays.update({f"adam/{k}": v for k, v in self.opt.state_dict().items()})
         arrays.update({f"history/{k}": np.asarray(v, dtype=np.float64) for k, v in self.history.items()})
         arrays.update({f"epochs/{k}": np.asarray([e[k] for e in self.epochs], dtype=np.float64)
                        for k in HISTORY_KEYS})
         arrays.update({
-            "state/epoch": np.array(self.epoch), "state/step": np.array(self.step),
+            "state/epoch": np.array(self.epoch, dtype=np.int64),
+            "state/step": np.array(self.step, dtype=np.int64),
             "state/perm": np.asarray(self.perm if self.perm is not None else [], dtype=np.int64),
             "state/rng": ckpt.json_array(self.rng.bit_generator.state),
-            "state/seconds": np.array(self.seconds), "state/done": np.array(int(self.done)),
+            "state/seconds": np.array(self.seconds, dtype=np.float64),
+            "state/done": np.array(int(self.done), dtype=np.int64),
             "meta/config": ckpt.json_array(asdict(self.cfg)),
         })
-        ckpt.save_arrays(self.checkpoint_path, arrays)
+        try:
+            ckpt.save_arrays(self.checkpoint_path, arrays)
+        except OSError as e:
+            raise CheckpointError(f"cannot write the checkpoint {self.checkpoint_path} "
+                                  f"({e.strerror or e}); the previous one, if any, is kept") from None
+        self._t0 = time.perf_counter()
 
     def restore(self, path):
-        """Load a checkpoint of this same run (same model, data, batch size, seed)."""
+        """Load a checkpoint of this same run (same model, data, batch size, lr, seed).
+
+        Everything is read and checked before anything is changed: a bad file
+        raises CheckpointError and leaves the trainer as it was.
+        """
         a = ckpt.load_arrays(path)
         stored_cfg = ckpt.read_json_array(a, "meta/config", path)
+        if not isinstance(stored_cfg, dict):
+            raise CheckpointError(f"{path}: entry 'meta/config' is not a configuration")
         mine = asdict(self.cfg)
         for k in ("model", "dataset", "batch_size", "lr", "seed", "train_subset", "test_subset"):
-            if stored_cfg.get(k) != mine[k]:
-                raise CheckpointError(f"{path} is from another run: its {k} is {stored_cfg.get(k)!r}, "
+            theirs = stored_cfg.get(k)
+            if theirs != mine[k] or type(theirs) is bool:
+                raise CheckpointError(f"{path} is from another run: its {k} is {theirs!r}, "
                                       f"this run's is {mine[k]!r}; use another --out or the same settings")
         params = ckpt.check_params(a, self.model.params, path)
-        try:
-            for k, v in params.items():
-                self.model.params[k][...] = v
-            self.opt.load_state_dict({k[len("adam/"):]: v for k, v in a.items() if k.startswith("adam/")})
-            if set(self.opt.m) != set(self.model.params):
-                raise CheckpointError(f"{path}: optimizer state does not match the model")
-            self.history = {k: a[f"history/{k}"].tolist() for k in HISTORY_KEYS}
-            self.epochs = [dict(zip(HISTORY_KEYS, vals)) for vals in
-                           zip(*(a[f"epochs/{k}"].tolist() for k in HISTORY_KEYS))]
-            self.epoch, self.step = int(a["state/epoch"]), int(a["state/step"])
-            perm = a["state/perm"]
-            self.perm = perm if perm.size else None
-            self.rng.bit_generator.state = ckpt.read_json_array(a, "state/rng", path)
-            self.seconds, self.done = float(a["state/seconds"]), bool(a["state/done"])
-        except (KeyError, ValueError, TypeError) as e:
-            raise CheckpointError(f"{path} is incomplete or inconsistent ({type(e).__name__}: {e})") from None
-        if self.perm is not None and (self.perm.shape != (len(self.x_train),) or self.step > self.steps_per_epoch):
-            raise CheckpointError(f"{path}: its batch position does not fit this run's data")
-        if self.done and self.epoch < self.cfg.epochs:
-            self.done = False                               # asked for more epochs than were run
+        s = _read_state(a, path, self.model.params, len(self.x_train), self.steps_per_epoch)
+        done_epochs = s["epoch"] + (1 if s["step"] or s["perm"] is not None else 0)
+        if done_epochs > self.cfg.epochs:
+            raise CheckpointError(f"{path} has already trained {s['epoch']} epochs"
+                                  + (f" and {s['step']} steps" if s["step"] else "")
+                                  + f", more than this run's {self.cfg.epochs}; pass --epochs "
+                                  f"{done_epochs} or more, or use another --out")
+        for k, v in params.items():
+            self.model.params[k][...] = v
+        self.opt.load_state_dict(s["adam"])
+        self.history, self.epochs = s["history"], s["epochs"]
+        self.epoch, self.step, self.perm = s["epoch"], s["step"], s["perm"]
+        self.rng.bit_generator.state = s["rng"]
+        self.seconds, self.done = s["seconds"], s["done"] and self.epoch >= self.cfg.epochs
 
     # ---- the loop ----------------------------------------------------------
 
@@ -220,22 +307,30 @@ class Trainer:
         self._signal = signum
 
     def fit(self, progress=True):
-        """Train until ``cfg.epochs`` are done; checkpoint each epoch and on SIGINT/SIGTERM."""
-        cfg, model = self.cfg, self.model
+        """Train until ``cfg.epochs`` are done; checkpoint each epoch and on SIGINT/SIGTERM.
+
+        A signal is acted on between batches (and after an epoch's
+        evaluation): the state is saved and :class:`Interrupted` raised.
+        The previous signal handlers are put back however this ends.
+        """
         handlers = {}
         try:
             for s in (signal.SIGINT, signal.SIGTERM):
                 handlers[s] = signal.signal(s, self._on_signal)
         except ValueError:                                  # not the main thread
             pass
+        self._t0 = time.perf_counter()
         try:
-            while self.epoch < cfg.epochs:
+            while self.epoch < self.cfg.epochs:
                 self._run_epoch(progress)
+                if self._signal is not None and self.epoch < self.cfg.epochs:
+                    self._stop()
             self.done = True
             self.save()
+            self._tick()
         finally:
             for s, h in handlers.items():
-                signal.signal(s, h)
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
 
     def _run_epoch(self, progress):
         cfg, model, B = self.cfg, self.model, self.cfg.batch_size
@@ -244,7 +339,6 @@ class Trainer:
         bar = tqdm(total=self.steps_per_epoch, initial=self.step, disable=not progress,
                    desc=f"{cfg.model}/{cfg.dataset} epoch {self.epoch + 1}/{cfg.epochs}",
                    unit="batch", dynamic_ncols=True, leave=True)
-        t0 = time.perf_counter()
         try:
             while self.step < self.steps_per_epoch:
                 if self._signal is not None:
@@ -256,7 +350,7 @@ class Trainer:
                 if not all(math.isfinite(r[k]) for k in HISTORY_KEYS):
                     raise TrainingDiverged(
                         f"the loss became {r['loss']} (rec {r['rec']}, kl {r['kl']}) at epoch "
-                        f"{self.epoch + 1}, step {self.step + 1} (global step {len(self.history['loss']) + 1}); "
+                        f"{self.epoch + 1}, step {self.step + 1} (global step {self.global_step + 1}); "
                         f"training stopped" + (f" and the last good checkpoint {self.checkpoint_path} is kept"
                                                if self.checkpoint_path else "")
                         + ". Try a smaller learning rate.")
@@ -267,56 +361,134 @@ class Trainer:
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == self.steps_per_epoch:
                     bar.set_postfix(loss=f"{r['loss']:.2f}", rec=f"{r['rec']:.2f}", kl=f"{r['kl']:.2f}")
-                if cfg.checkpoint_every and len(self.history["loss"]) % cfg.checkpoint_every == 0:
-                    self.seconds += time.perf_counter() - t0
-                    t0 = time.perf_counter()
+                if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
                     self.save()
         finally:
             bar.close()
-            self.seconds += time.perf_counter() - t0
-        t0 = time.perf_counter()
         test = evaluate(model, self.x_test, self.eval_seed)
-        self.seconds += time.perf_counter() - t0
+        if not all(math.isfinite(test[k]) for k in HISTORY_KEYS):
+            raise TrainingDiverged(
+                f"the test loss became {test['loss']} (rec {test['rec']}, kl {test['kl']}) after "
+                f"epoch {self.epoch + 1} (global step {self.global_step}); training stopped"
+                + (f" and the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path
+                   else "") + ". Try a smaller learning rate.")
         self.epochs.append(test)
         if progress:
             tqdm.write(f"epoch {self.epoch + 1}: test loss {test['loss']:.3f} "
                        f"(rec {test['rec']:.3f}, kl {test['kl']:.3f})")
         self.epoch, self.step, self.perm = self.epoch + 1, 0, None
         self.save()
-        if self._signal is not None:
-            self._stop()
 
     def _stop(self):
         self.save()
         name = signal.Signals(self._signal).name
-        where = f"epoch {self.epoch + 1}, step {self.step}"
         hint = (f"; checkpoint saved to {self.checkpoint_path}. Resume with the same command and --resume"
                 if self.checkpoint_path else " (no --out, so nothing was saved)")
-        raise Interrupted(f"stopped by {name} at {where}{hint}", 128 + self._signal)
+        raise Interrupted(f"stopped by {name} at {self.where()}{hint}", 128 + self._signal)
 
     def metrics(self):
         """The run's summary numbers (what metrics.json holds)."""
         last = self.epochs[-1] if self.epochs else dict.fromkeys(HISTORY_KEYS, float("nan"))
         return {
             "model": self.cfg.model, "dataset": self.cfg.dataset, "epochs": self.epoch,
-            "steps": len(self.history["loss"]), "seconds": round(self.seconds, 3),
+            "steps": self.global_step, "seconds": round(self.seconds, 3),
             "test_loss": last["loss"], "test_rec": last["rec"], "test_kl": last["kl"],
             "epoch_test": self.epochs, "config": asdict(self.cfg),
             "n_train": len(self.x_train), "n_test": len(self.x_test),
         }
 
 
+def _scalar(a, key, path, kinds, low=None, high=None):
+    v = a.get(key)
+    if v is None or v.shape != () or v.dtype.kind not in kinds:
+        raise CheckpointError(f"{path}: entry {key!r} is missing or not a scalar")
+    v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        raise CheckpointError(f"{path}: entry {key!r} is {v}")
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise CheckpointError(f"{path}: entry {key!r} is {v}, outside {low}..{high}")
+    return v
+
+
+def _vector(a, key, path, kinds):
+    v = a.get(key)
+    if v is None or v.ndim != 1 or v.dtype.kind not in kinds:
+        raise CheckpointError(f"{path}: entry {key!r} is missing or not a vector")
+    if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+        raise CheckpointError(f"{path}: entry {key!r} holds values that are not finite")
+    return v
+
+
+def _read_state(a, path, params, n_train, steps_per_epoch):
+    """Everything but the parameters from a loaded checkpoint, checked for consistency."""
+    s = {}
+    s["epoch"] = _scalar(a, "state/epoch", path, "iu", 0)
+    s["step"] = _scalar(a, "state/step", path, "iu", 0, steps_per_epoch)
+    perm = _vector(a, "state/perm", path, "iu")
+    if perm.size:
+        if perm.shape != (n_train,) or not np.array_equal(np.sort(perm), np.arange(n_train)):
+            raise CheckpointError(f"{path}: its batch order does not fit this run's {n_train} training "
+                                  f"images; was it made with other data?")
+        s["perm"] = perm.astype(np.int64)
+    else:
+        s["perm"] = None
+    if s["step"] and s["perm"] is None:
+        raise CheckpointError(f"{path}: it is {s['step']} steps into an epoch but has no batch order")
+    s["seconds"] = float(_scalar(a, "state/seconds", path, "iuf", 0))
+    s["done"] = bool(_scalar(a, "state/done", path, "iub", 0, 1))
+
+    s["history"] = {k: _vector(a, f"history/{k}", path, "f").tolist() for k in HISTORY_KEYS}
+    cols = [_vector(a, f"epochs/{k}", path, "f").tolist() for k in HISTORY_KEYS]
+    s["epochs"] = [dict(zip(HISTORY_KEYS, vals)) for vals in zip(*cols)]
+    steps = s["epoch"] * steps_per_epoch + s["step"]
+    if {len(v) for v in s["history"].values()} != {steps} or {len(c) for c in cols} != {s["epoch"]}:
+        raise CheckpointError(f"{path}: its history does not match its position (epoch {s['epoch']}, "
+                              f"step {s['step']}, {steps_per_epoch} steps an epoch); was it made with "
+                              f"other data?")
+
+    t = _scalar(a, "adam/t", path, "iu", 0)
+    moments = {k: v for k, v in a.items() if k.startswith(("adam/m/", "adam/v/"))}
+    expected = {f"adam/{mv}/{k}" for k in params for mv in "mv"} if t else set()
+    if t != steps or set(moments) != expected:
+        raise CheckpointError(f"{path}: its optimizer state does not match the model and position")
+    for k, v in moments.items():
+        p = params[k[len("adam/m/"):]]
+        if v.shape != p.shape or v.dtype != p.dtype or not np.all(np.isfinite(v)):
+            raise CheckpointError(f"{path}: optimizer entry {k!r} is {v.dtype}{v.shape}, "
+                                  f"expected finite {p.dtype}{p.shape}")
+    s["adam"] = {"t": np.array(t, dtype=np.int64), **{k[len("adam/"):]: v for k, v in moments.items()}}
+
+    rng = ckpt.read_json_array(a, "state/rng", path)
+    try:
+        np.random.PCG64().state = rng                       # validates without touching ours
+    except (TypeError, ValueError, KeyError, OverflowError, AttributeError) as e:
+        raise CheckpointError(f"{path}: entry 'state/rng' is not a PCG64 state ({type(e).__name__})") from None
+    s["rng"] = rng
+    return s
+
+
 def check_out_dir(out_dir):
     """Create ``out_dir`` if needed and make sure it is writable (ConfigError if not)."""
+    if not isinstance(out_dir, (str, os.PathLike)) or not os.fspath(out_dir):
+        raise ConfigError(f"the output folder must be a path, got {out_dir!r}")
     try:
         os.makedirs(out_dir, exist_ok=True)
-        probe = os.path.join(out_dir, ".tinyvae-write-test")
-        with open(probe, "w") as f:
-            f.write("ok")
+        fd, probe = tempfile.mkstemp(prefix=".tinyvae-write-test-", dir=out_dir)
+        os.close(fd)
         os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f"output folder {out_dir!r} is not writable ({e.strerror or e}); "
-                          f"pass a writable folder with --out") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"output folder {os.fspath(out_dir)!r} is not writable "
+                          f"({getattr(e, 'strerror', None) or e}); pass a writable folder with --out") from None
+
+
+def _remove_stale_temporaries(out_dir):
+    """Delete temporary files a killed run left behind (they are never the checkpoint)."""
+    for name in os.listdir(out_dir):
+        if name.endswith(".tmp") and name.startswith((".ckpt-", ".tmp-")):
+            try:
+                os.unlink(os.path.join(out_dir, name))
+            except OSError:
+                pass
 
 
 def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=True, backend=None):
@@ -328,38 +500,52 @@ def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=Tr
     out_dir : folder for ``checkpoint.npz`` and ``metrics.json`` (None: keep nothing)
     data : optional ``{"train": (images, labels), "test": (images, labels)}``
         (uint8 NHWC); by default loaded with :func:`tinyvae.data.load`
-    resume : continue from ``out_dir/checkpoint.npz`` if it exists
+    resume : continue from ``out_dir/checkpoint.npz`` if it exists (a finished
+        run only gets its ``metrics.json`` written again)
     progress : show tqdm progress bars
     backend : kernel backend (None: ``$TINYVAE_KERNELS``, default numba)
 
     Returns
     -------
     Result
+
+    Raises
+    ------
+    ConfigError : bad settings, data or output folder; an existing checkpoint without ``resume``
+    DataError : data files missing or corrupt
+    CheckpointError : the checkpoint to resume from is corrupt or from another run
+    TrainingDiverged : the loss became NaN or infinite (the last good checkpoint is kept)
+    Interrupted : SIGINT or SIGTERM (the checkpoint was saved first)
     """
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     cfg.validate()
     get_backend(backend)
-    if out_dir:
+    path = None
+    if out_dir is not None:
         check_out_dir(out_dir)
+        out_dir = os.fspath(out_dir)
+        _remove_stale_temporaries(out_dir)
+        path = os.path.join(out_dir, CHECKPOINT)
+        if not resume and os.path.exists(path):
+            raise ConfigError(f"{path} already exists; pass --resume to continue that run, "
+                              f"or choose another --out")
     if data is None:
         data = load_data(cfg, data_dir)
     trainer = Trainer(cfg, data, out_dir, backend)
-    path = trainer.checkpoint_path
     if resume and path and os.path.exists(path):
         trainer.restore(path)
         if progress:
-            tqdm.write(f"resuming {cfg.model}/{cfg.dataset} from {path} at epoch {trainer.epoch + 1}, "
-                       f"step {trainer.step}" if not trainer.done else f"{path}: run already finished")
-    elif out_dir and not resume and path and os.path.exists(path):
-        raise ConfigError(f"{path} already exists; pass --resume to continue that run, "
-                          f"or choose another --out")
+            tqdm.write(f"resuming {cfg.model}/{cfg.dataset} from {path} at {trainer.where()}"
+                       if not trainer.done else f"{path}: run already finished")
     if not trainer.done:
         trainer.fit(progress)
     metrics = trainer.metrics()
     if out_dir:
-        tmp = os.path.join(out_dir, METRICS + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(metrics, f, indent=2)
-        os.replace(tmp, os.path.join(out_dir, METRICS))
+        try:
+            ckpt.save_text(os.path.join(out_dir, METRICS), json.dumps(metrics, indent=2) + "\n")
+        except OSError as e:
+            raise ConfigError(f"cannot write {os.path.join(out_dir, METRICS)} ({e.strerror or e})") from None
     history = {k: np.asarray(v) for k, v in trainer.history.items()}
     return Result(trainer.model, history, trainer.epochs, metrics, out_dir, data)
 
