@@ -10,13 +10,15 @@ output* to *its input*, so its geometry is that of the forward conv read
 backwards: ``'valid'`` gives ``Ho = (H - 1) * s + KH``, ``'same'`` gives
 ``Ho = H * s`` (other sizes that the stride maps back to H may be asked for).
 """
+import numbers
+
 from .errors import ConfigError
 
 PADDINGS = ("valid", "same")
 
 
 def _pair(v, name):
-    if isinstance(v, int):
+    if isinstance(v, numbers.Integral):
         v = (v, v)
     v = tuple(int(a) for a in v)
     if len(v) != 2 or min(v) < 1:

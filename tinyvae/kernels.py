@@ -30,7 +30,7 @@ BACKENDS = ("numba", "numpy")
 def get_backend(backend=None):
     """Resolve ``backend`` (None -> ``$TINYVAE_KERNELS`` -> ``"numba"``)."""
     if backend is None:
-        backend = os.environ.get("TINYVAE_KERNELS", "numba")
+        backend = os.environ.get("TINYVAE_KERNELS") or "numba"
     if backend not in BACKENDS:
         raise ConfigError(f"unknown kernel backend {backend!r}; accepted: {', '.join(BACKENDS)}")
     return backend
@@ -388,10 +388,18 @@ def _adam_nb(p, g, m, v, lr_t, beta1, beta2, eps):
 
 
 def adam_update_numba(p, g, m, v, lr_t, beta1, beta2, eps):
-    """Numba version of :func:`adam_update_numpy` (one pass over memory)."""
+    """Numba version of :func:`adam_update_numpy` (one pass over memory).
+
+    Works on any memory layout: arrays that are not C-contiguous are updated
+    through contiguous copies that are written back.
+    """
     dt = p.dtype.type
-    _adam_nb(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in (p, m, v)]
+    _adam_nb(flat[0], np.ascontiguousarray(g).reshape(-1), flat[1], flat[2],
              dt(lr_t), dt(beta1), dt(beta2), dt(eps))
+    for a, f in zip((p, m, v), flat):
+        if not np.shares_memory(a, f):
+            a[...] = f.reshape(a.shape)
 
 
 def adam_update(p, g, m, v, lr_t, beta1, beta2, eps, backend=None):

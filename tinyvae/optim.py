@@ -58,8 +58,8 @@ class Adam:
         """Arrays and numbers that restore this optimizer exactly (see load_state_dict)."""
         state = {"t": np.array(self.t, dtype=np.int64)}
         for name in self.m:
-            state[f"m/{name}"] = self.m[name]
-            state[f"v/{name}"] = self.v[name]
+            state[f"m/{name}"] = self.m[name].copy()   # a snapshot: step() updates in place
+            state[f"v/{name}"] = self.v[name].copy()
         return state
 
     def load_state_dict(self, state):
