@@ -1,7 +1,8 @@
 """Checkpoints: one ``.npz`` file with everything needed to continue bit-exactly.
 
-Contents (every entry a plain array; the file is read with
-``allow_pickle=False``):
+Contents (every entry a plain array of numbers or text; nothing is ever
+unpickled: each member is read by name, its ``.npy`` header checked, and
+object arrays refused):
 
 =====================  ==========================================================
 ``param/<name>``       model parameters

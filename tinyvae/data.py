@@ -99,18 +99,20 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path:
     """Return the data dir: ``data_dir``, else ``$TINYVAE_DATA_DIR``, else ``~/.cache/tinyvae``."""
-    if data_dir is None or str(data_dir) == "":
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise ConfigError(f"data_dir must be a path (str or os.PathLike) or None, got {data_dir!r}")
+    if data_dir is None or os.fspath(data_dir) == "":
         data_dir = os.environ.get("TINYVAE_DATA_DIR") or pathlib.Path.home() / ".cache" / "tinyvae"
     return pathlib.Path(data_dir).expanduser()
 
 
 def _check_dataset(dataset: str) -> None:
-    if dataset not in DATASETS:
+    if not isinstance(dataset, str) or dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
 
 
 def _check_split(split: str) -> None:
-    if split not in SPLITS:
+    if not isinstance(split, str) or split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
 
 
@@ -300,6 +302,9 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
         Classes 0..9, named in ``CLASS_NAMES["cifar10"]``.
     """
     _check_split(split)
+    if records_per_file is not None and (not isinstance(records_per_file, int)
+                                         or isinstance(records_per_file, bool) or records_per_file < 1):
+        raise ConfigError(f"records_per_file must be a positive integer or None, got {records_per_file!r}")
     root = resolve_data_dir(data_dir)
     path = root / _CIFAR_ARCHIVE
     _require_files("cifar10", root, [path])

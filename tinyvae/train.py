@@ -275,7 +275,10 @@ class Trainer:
         Everything is read and checked before anything is changed: a bad file
         raises CheckpointError and leaves the trainer as it was.
         """
-        a = ckpt.load_arrays(path)
+        self.restore_arrays(ckpt.load_arrays(path), path)
+
+    def restore_arrays(self, a, path="checkpoint"):
+        """:meth:`restore` from arrays already read by :func:`tinyvae.checkpoint.load_arrays`."""
         stored_cfg = ckpt.read_json_array(a, "meta/config", path)
         if not isinstance(stored_cfg, dict):
             raise CheckpointError(f"{path}: entry 'meta/config' is not a configuration")
@@ -286,6 +289,9 @@ class Trainer:
                 raise CheckpointError(f"{path} is from another run: its {k} is {theirs!r}, "
                                       f"this run's is {mine[k]!r}; use another --out or the same settings")
         params = ckpt.check_params(a, self.model.params, path)
+        for k, v in params.items():
+            if not np.all(np.isfinite(v)):
+                raise CheckpointError(f"{path}: parameter {k} is not finite")
         s = _read_state(a, path, self.model.params, len(self.x_train), self.steps_per_epoch)
         done_epochs = s["epoch"] + (1 if s["step"] or s["perm"] is not None else 0)
         if done_epochs > self.cfg.epochs:
