@@ -1,0 +1,84 @@
+"""Smoke tests of the benchmark tools (no timing is ever asserted)."""
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from tinyvae import bench
+from tinyvae.models import VAE, IMAGE_SHAPES
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_bench_one_tiny_config(capsys):
+    code = bench.main(["--pairs", "simple/mnist", "--threads", "1", "--steps", "2", "--warmup", "1",
+                       "--rounds", "2", "--batch-size", "4", "--peak-n", "64", "--json",
+                       "--profile", "--profile-steps", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = _json_lines(out)
+    pair, prof = lines[0], lines[1]["profile"]
+    assert (pair["model"], pair["dataset"], pair["threads"], pair["batch"]) == ("simple", "mnist", 1, 4)
+    for key in ("ms_step", "ms_min", "ms_max", "gflop_step", "gflops", "gflop_nominal",
+                "sgemm_gflops", "pct_peak"):
+        assert np.isfinite(pair[key]) and pair[key] > 0, key
+    assert pair["ms_min"] <= pair["ms_step"] <= pair["ms_max"]
+    assert pair["machine"]["blas"]                    # threadpoolctl found NumPy's BLAS
+    # the profile covers every layer's forward and backward, Adam, and sums to the step
+    labels = [row[0] for row in prof["rows"]]
+    assert "enc0_conv2d forward" in labels and "enc0_conv2d backward" in labels
+    assert "adam update" in labels
+    assert sum(row[2] for row in prof["rows"]) == pytest.approx(100.0)
+    assert "simple/mnist" in err and "profile simple/mnist" in err   # the tables went to stderr
+
+
+def test_flop_count_matches_the_architecture():
+    """Nominal GEMM FLOPs of simple/mnist, counted by hand from the layer sizes."""
+    model = VAE("simple", IMAGE_SHAPES["mnist"], np.random.default_rng(0))
+    N = 50
+    macs = {  # forward multiply-adds: conv N*Ho*Wo*9*C*F, dense N*D*M, convT at the upsampled size
+        "enc0": N * 26 * 26 * 9 * 1 * 32, "enc3": N * 11 * 11 * 9 * 32 * 64,
+        "dense": N * (1600 * 256 + 256 * 64 + 2 * 64 * 2 + 2 * 64 + 64 * 256 + 256 * 1600),
+        "convT1": N * 10 * 10 * 9 * 64 * 64, "convT2": N * 24 * 24 * 9 * 64 * 32,
+        "convT3": N * 26 * 26 * 9 * 32 * 1,
+    }
+    # forward + dw + dx, without the first conv's dx
+    nominal = 2 * (3 * sum(macs.values()) - macs["enc0"])
+    executed, nom = bench.step_flops(model, N)
+    assert nom == nominal
+    assert 0 < executed <= nominal
+
+
+def test_bad_arguments_exit_2(capsys):
+    assert bench.main(["--pairs", "simple/svhn"]) == 2
+    assert "simple/svhn" in capsys.readouterr().err
+    assert bench.main(["--threads", "0"]) == 2
+    assert bench.main(["--steps", "zero"]) == 2
+
+
+def test_pairs_parse():
+    assert bench.parse_pairs("all") == list(bench.PAIRS)
+    assert bench.parse_pairs("deep/cifar10,simple/mnist") == [("deep", "cifar10"), ("simple", "mnist")]
+    assert bench.parse_threads("1,2") == [1, 2] and bench.parse_threads(None) == [None]
+
+
+def test_torch_model_matches_tinyvae():
+    """benchmarks/compare_torch.py builds the same network: same parameter count, loss, gradients."""
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("compare_torch", ROOT / "benchmarks" / "compare_torch.py")
+    ct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ct)
+    for arch, dataset in (("simple", "mnist"), ("deep", "cifar10")):
+        runner = bench.StepRunner(arch, dataset, batch=3)
+        tm = ct.TorchVAE(arch, IMAGE_SHAPES[dataset])
+        assert ct.n_params(tm) == ct.tinyvae_n_params(runner.model)
+        ct.copy_weights(runner.model, tm)
+        check = ct.check_equivalent(runner.model, tm, runner.x, runner.eps)
+        assert check["loss_rel_diff"] < 1e-5, check
+        assert check["grad_max_rel_diff"] < 1e-3, check
