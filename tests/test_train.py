@@ -22,7 +22,7 @@ from tinyvae import data as tvdata
 from tinyvae import train as tvtrain
 from tinyvae.cli import main as cli_main
 from tinyvae.cli import thread_limit
-from tinyvae.errors import CheckpointError, ConfigError, DataError, Interrupted, TrainingDiverged
+from tinyvae.errors import ConfigError, DataError, Interrupted, TrainingDiverged
 from tinyvae.models import VAE
 from tinyvae.train import (CHECKPOINT, METRICS, TrainConfig, Trainer, encode_all, evaluate, load_data,
                            streams, train)
@@ -152,6 +152,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, data_dir, reference):
     wait_until(p, writing_later_checkpoint)
     p.send_signal(signal.SIGKILL)
     p.wait(30)
+    torn = [n for n in os.listdir(out) if n.endswith(".tmp")]
+    print(f"second kill {'during a checkpoint write' if torn else 'between checkpoints'}: {torn}")
     second = position(path)
     assert second is not None and not second[2] and second[0] * 6 + second[1] > first[0] * 6 + first[1], second
     # 3: resumed to the end
@@ -409,8 +411,12 @@ def test_config_validation(field, value, words):
         train(cfg, data=tiny_data(), progress=False)
 
 
-def test_config_accepts_numpy_numbers():
-    TrainConfig(epochs=np.int64(2), lr=np.float32(1e-3), seed=np.uint8(3)).validate()
+def test_config_accepts_numpy_numbers(tmp_path):
+    cfg = TrainConfig(epochs=np.int64(1), batch_size=np.int32(30), lr=np.float32(1e-3), seed=np.uint8(3))
+    cfg.validate()
+    assert type(cfg.epochs) is int and type(cfg.lr) is float and type(cfg.seed) is int
+    train(cfg, out_dir=tmp_path, data=tiny_data(), progress=False)             # and it saves as JSON
+    assert json.loads((tmp_path / METRICS).read_text())["config"]["seed"] == 3
 
 
 def test_config_error_is_a_value_error():
@@ -497,3 +503,22 @@ def test_data_loaders_check_their_arguments(tmp_path):
         tvdata.load_cifar10("test", tmp_path, records_per_file=0)
     with pytest.raises(DataError, match="fetch"):
         load_data(TrainConfig(), tmp_path)
+
+
+def test_a_second_signal_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    before = signal.getsignal(signal.SIGINT)
+    real_save, saves = ckpt.save_arrays, []
+
+    def save_then_signal_twice(path, arrays):
+        real_save(path, arrays)
+        saves.append(1)
+        if len(saves) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)          # the second one raises KeyboardInterrupt
+    monkeypatch.setattr(ckpt, "save_arrays", save_then_signal_twice)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(epochs=1, batch_size=10, checkpoint_every=1), out_dir=tmp_path, data=tiny_data(),
+              progress=False)
+    assert signal.getsignal(signal.SIGINT) == before
+    assert position(tmp_path / CHECKPOINT) == (0, 2, 0)
+    ckpt.load_arrays(tmp_path / CHECKPOINT)

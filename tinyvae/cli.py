@@ -197,5 +197,6 @@ def main(argv=None):
         print(f"tinyvae: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tinyvae: interrupted", file=sys.stderr)
+        print("tinyvae: interrupted; nothing more was saved (the last checkpoint, if any, is whole: "
+              "--resume continues from it)", file=sys.stderr)
         return 130

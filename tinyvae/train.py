@@ -71,6 +71,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        for name in ("epochs", "batch_size", "checkpoint_every", "seed", "train_subset", "test_subset"):
+            if getattr(self, name) is not None:                # NumPy numbers -> plain ones (JSON)
+                setattr(self, name, int(getattr(self, name)))
+        self.lr = float(self.lr)
         return self
 
 
@@ -310,13 +314,17 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------
 
     def _on_signal(self, signum, frame):
+        if self._signal is not None:        # asked twice: stop at once; the last checkpoint stays
+            raise KeyboardInterrupt
         self._signal = signum
 
     def fit(self, progress=True):
         """Train until ``cfg.epochs`` are done; checkpoint each epoch and on SIGINT/SIGTERM.
 
         A signal is acted on between batches (and after an epoch's
-        evaluation): the state is saved and :class:`Interrupted` raised.
+        evaluation): the state is saved and :class:`Interrupted` raised. A
+        second signal before that raises KeyboardInterrupt at once, without
+        saving (checkpoint writes are atomic, so the last one stays whole).
         The previous signal handlers are put back however this ends.
         """
         handlers = {}
