@@ -12,8 +12,7 @@ import shlex
 import sys
 
 from .errors import ConfigError, Interrupted, TinyVAEError
-from .kernels import BACKENDS
-from .models import ARCHS, IMAGE_SHAPES
+from .archs import ARCHS, BACKENDS, IMAGE_SHAPES
 
 
 def positive_int(text):

@@ -22,9 +22,8 @@ import os
 import numpy as np
 from numba import njit, prange
 
+from .archs import BACKENDS
 from .errors import ConfigError
-
-BACKENDS = ("numba", "numpy")
 
 
 def get_backend(backend=None):

@@ -24,47 +24,13 @@ CIFAR-10 6 -> 12 -> 14 -> 28 -> 30 -> 32. Weights are Glorot-uniform and
 biases zero (Keras' defaults).
 """
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import layers as L
-from .data import IMAGE_SHAPES
+from .archs import ARCHS, IMAGE_SHAPES, Arch, get_arch, image_shape_of  # noqa: F401 (re-exported)
 from .errors import ConfigError
 from .losses import kl_loss, sse_loss
-
-
-@dataclass(frozen=True)
-class Arch:
-    """One VAE variant: encoder conv channels, encoder dense sizes, latent size, KL weight."""
-    name: str
-    convs: tuple
-    dense: tuple
-    latent: int
-    beta: float
-
-
-ARCHS = {
-    "simple": Arch("simple", convs=(32, 64), dense=(256, 64), latent=2, beta=1.0),
-    "highdim": Arch("highdim", convs=(32, 64), dense=(256, 64), latent=16, beta=1.0),
-    "deep": Arch("deep", convs=(32, 128), dense=(1024, 256, 32), latent=2, beta=0.5),
-}
-
-
-def get_arch(name):
-    """The :class:`Arch` called ``name``, or a ConfigError listing the names."""
-    if isinstance(name, Arch):
-        return name
-    if name not in ARCHS:
-        raise ConfigError(f"unknown model {name!r}; accepted: {', '.join(ARCHS)}")
-    return ARCHS[name]
-
-
-def image_shape_of(dataset):
-    """``(H, W, C)`` of a dataset's images, or a ConfigError listing the datasets."""
-    if dataset not in IMAGE_SHAPES:
-        raise ConfigError(f"unknown dataset {dataset!r}; accepted: {', '.join(IMAGE_SHAPES)}")
-    return IMAGE_SHAPES[dataset]
 
 
 def _forward(layers, x, timings=None):
@@ -220,9 +186,21 @@ class VAE:
         return (_forward([self.mu_head], h, self.timings),      # (N, L)
                 _forward([self.logvar_head], h, self.timings))  # (N, L)
 
+    def check_latent(self, z, name="z", n=None):
+        """Raise ConfigError unless ``z`` is an (N, L) array of numbers (N == n if given)."""
+        L_ = self.arch.latent
+        shape = getattr(z, "shape", None)
+        if (not isinstance(z, np.ndarray) or z.ndim != 2 or shape[1] != L_
+                or (n is not None and shape[0] != n) or z.dtype.kind not in "fiu"):
+            want = f"({n if n is not None else 'N'}, {L_})"
+            raise ConfigError(f"expected {name} of shape {want} holding numbers, got "
+                              f"{shape if shape is not None else type(z).__name__}"
+                              f"{'' if shape is None else ' ' + str(z.dtype)}")
+
     def decode(self, z):
         """z : (N, L) -> xhat (N, H, W, C) in (0, 1)."""
-        return _forward(self.decoder, np.asarray(z, dtype=self.dtype), self.timings)
+        self.check_latent(z)
+        return _forward(self.decoder, z.astype(self.dtype, copy=False), self.timings)
 
     def forward(self, x, eps):
         """Encode, sample ``z = mu + exp(0.5 * logvar) * eps``, decode.
@@ -230,6 +208,7 @@ class VAE:
         x : (N, H, W, C); eps : (N, L) standard normal noise.
         Returns xhat (N, H, W, C), mu (N, L), logvar (N, L).
         """
+        self.check_latent(eps, "eps", n=len(x))
         mu, logvar = self.encode(x)                      # (N, L) twice
         z, self._reparam_cache = L.reparam_forward(mu, logvar, eps.astype(self.dtype, copy=False))
         xhat = self.decode(z)                             # (N, H, W, C)
