@@ -1,0 +1,172 @@
+"""run_all.py end to end: the --quick study, --resume, and clean errors.
+
+The quick study needs the real MNIST and CIFAR-10 (``TINYVAE_DATA_DIR``); it
+skips without them, and fails under CI. It runs once per session (about two
+minutes on two free cores); the other tests reuse its output folder.
+"""
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "run_all.py"
+
+
+def run(args, data_dir=None, timeout=900):
+    env = dict(os.environ)
+    env.pop("TINYVAE_DATA_DIR", None)
+    if data_dir is not None:
+        env["TINYVAE_DATA_DIR"] = str(data_dir)
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=timeout)
+    p.seconds = time.perf_counter() - t0
+    return p
+
+
+def load_run_all():
+    spec = importlib.util.spec_from_file_location("run_all", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def quick(real_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "results"
+    p = run(["--quick", "--out", str(out)], real_data_dir)
+    assert p.returncode == 0, f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
+    return out, p
+
+
+def test_quick_study_writes_every_figure_and_report(quick):
+    out, p = quick
+    run_all = load_run_all()
+    for name in run_all.FIGURES.values():
+        f = out / "figures" / name
+        assert f.is_file() and f.stat().st_size > 5000, f
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f
+    report = (out / "REPORT.md").read_text()
+    assert len(report) > 2000
+    for name in run_all.FIGURES.values():
+        assert f"](figures/{name})" in report, f"REPORT.md does not embed {name}"
+    for model_dataset in ("simple_mnist", "simple_cifar10", "highdim_cifar10", "deep_cifar10"):
+        assert (out / "runs" / model_dataset / "checkpoint.npz").is_file()
+    assert "Quick preset" in report and "Wall time" in report
+    assert "[run_all" in p.stdout and "figure fig12" in p.stdout
+
+
+def _numbers(obj, path="metrics"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{path}[{i}]")
+    else:
+        yield path, obj
+
+
+def test_metrics_are_complete_and_finite(quick):
+    out, _ = quick
+    m = json.loads((out / "metrics.json").read_text())
+    leaves = list(_numbers(m))
+    assert all(v is not None for _, v in leaves), [k for k, v in leaves if v is None]
+    nums = [(k, v) for k, v in leaves if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert len(nums) > 100
+    bad = [k for k, v in nums if not math.isfinite(v)]
+    assert not bad, bad
+    runs = m["runs"]
+    assert set(runs) == {"simple_mnist", "simple_cifar10", "highdim_cifar10", "deep_cifar10"}
+    for r, v in runs.items():
+        assert v["epochs"] == 1 and v["steps"] >= 1
+        assert 0 <= v["knn_accuracy"] <= 1 and 0 <= v["pca_knn_accuracy"] <= 1
+        assert 0 <= v["active_units"] <= v["latent"] == len(v["kl_per_dim"]) == len(v["unit_activity"])
+        # -ELBO = SSE + (D/2) log(pi) + KL, with the same noise as the run's test loss
+        assert v["elbo_rec_sse"] == pytest.approx(v["test_rec"], rel=1e-5)
+        assert v["nelbo_nats"] == pytest.approx(
+            v["elbo_rec_sse"] + v["n_dims"] / 2 * math.log(math.pi) + v["elbo_kl"], rel=1e-9)
+        bpd = (v["nelbo_dequantized_nats"] + v["n_dims"] * math.log(255)) / (v["n_dims"] * math.log(2))
+        assert v["bits_per_dim"] == pytest.approx(bpd)
+    for r in ("simple_cifar10", "highdim_cifar10", "deep_cifar10"):
+        assert 0.5 < runs[r]["vehicle_animal"]["majority_rate"] < 0.75
+    assert set(m["claims"]) == {"a", "b", "c", "d"}
+    assert m["study"]["peak_rss_mib"] < 1536
+
+
+def test_report_states_each_claim_with_a_computed_verdict(quick):
+    out, _ = quick
+    m = json.loads((out / "metrics.json").read_text())
+    report = (out / "REPORT.md").read_text()
+    from tinyvae.report import judge_claims
+    recomputed = judge_claims(m)
+    for key, claim in m["claims"].items():
+        assert claim["verdict"] in ("supported", "not supported")
+        assert recomputed[key]["verdict"] == claim["verdict"]
+        assert f"({key}) {claim['claim']}" in report
+        assert f"**{claim['verdict']}**" in report
+    va = m["runs"]["simple_cifar10"]["vehicle_animal"]
+    assert f"{va['knn_accuracy']:.3f}" in report and f"{va['majority_rate']:.3f}" in report
+    assert re.search(r"\| test rec \(SSE per image\) \|( [0-9.]+ \|){4}", report)
+
+
+def test_resume_skips_finished_runs(quick, real_data_dir):
+    out, first = quick
+    ckpts = sorted((out / "runs").glob("*/checkpoint.npz"))
+    before = {c: c.stat().st_mtime_ns for c in ckpts}
+    p = run(["--quick", "--out", str(out), "--resume", "--no-progress"], real_data_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("finished earlier, training skipped") == 4
+    assert "epoch 1:" not in p.stdout + p.stderr               # no training epoch ran
+    assert {c: c.stat().st_mtime_ns for c in ckpts} == before   # checkpoints untouched
+    assert (out / "REPORT.md").read_text().count("resumed") >= 1
+
+
+def test_rerun_without_resume_exits_2_with_a_hint(quick, real_data_dir):
+    out, _ = quick
+    p = run(["--quick", "--out", str(out), "--no-progress"], real_data_dir, timeout=120)
+    assert p.returncode == 2
+    assert "--resume" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_subsets_are_those_of_train_load_data(mnist_data_dir):
+    from tinyvae.data import load
+    from tinyvae.train import TrainConfig, load_data
+    run_all = load_run_all()
+    cfg = TrainConfig(dataset="mnist", train_subset=300, test_subset=100, seed=3)
+    full = {s: load("mnist", s, mnist_data_dir) for s in ("train", "test")}
+    mine, theirs = run_all.subset(full, cfg), load_data(cfg, mnist_data_dir)
+    for split in ("train", "test"):
+        for a, b in zip(mine[split], theirs[split]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_flag_exits_2():
+    p = run(["--bogus"], timeout=120)
+    assert p.returncode == 2
+    assert "unrecognized arguments: --bogus" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_missing_data_exits_2_with_the_message(tmp_path):
+    p = run(["--quick", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "nowhere"),
+             "--no-progress"], timeout=300)
+    assert p.returncode == 2, p.stderr
+    assert "run_all: error:" in p.stderr and str(tmp_path / "nowhere") in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_unwritable_out_exits_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    p = run(["--quick", "--out", str(blocker / "sub")], timeout=120)
+    assert p.returncode == 2
+    assert "not writable" in p.stderr and "Traceback" not in p.stderr

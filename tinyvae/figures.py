@@ -1,0 +1,367 @@
+"""The study's figures, drawn with matplotlib's object API (no pyplot).
+
+Every function builds a :class:`matplotlib.figure.Figure` of its own, saves
+it as a PNG to ``path`` with the Agg renderer and returns ``path``; nothing
+touches pyplot's global state, so figures never pile up in memory and the
+caller's backend is left alone.
+
+Images are uint8 or floats in [0, 1], NHWC; one channel is drawn in gray.
+"""
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 110
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")   # tab10
+RUN_COLORS = {"simple_mnist": "#1f77b4", "simple_cifar10": "#ff7f0e",
+              "highdim_cifar10": "#2ca02c", "deep_cifar10": "#d62728"}
+
+
+def _new(width, height):
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    fig.clf()
+    return path
+
+
+def _to_float(images):
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0          # (N, H, W, C)
+    return np.clip(images.astype(np.float32), 0.0, 1.0)
+
+
+def image_grid(images, ncol, pad=2, pad_value=1.0):
+    """Tile images into one picture, row by row.
+
+    images : (N, H, W, C) uint8 or float in [0, 1]; ncol : images per row
+
+    Returns
+    -------
+    (rows * (H + pad) + pad, ncol * (W + pad) + pad, C) float32 in [0, 1]
+    """
+    x = _to_float(images)                                  # (N, H, W, C)
+    n, h, w, c = x.shape
+    nrow = -(-n // ncol)
+    out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), pad_value, np.float32)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
+    return out
+
+
+def _show(ax, grid):
+    if grid.shape[2] == 1:
+        ax.imshow(grid[:, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+
+
+def _cell_centers(n, size, pad=2):
+    return [pad + i * (size + pad) + size / 2 - 0.5 for i in range(n)]
+
+
+def _label_grid(ax, grid_shape, h, w, col_labels=None, row_labels=None, pad=2, top=True,
+                fontsize=9):
+    nrow = (grid_shape[0] - pad) // (h + pad)
+    ncol = (grid_shape[1] - pad) // (w + pad)
+    if col_labels is not None:
+        ax.set_xticks(_cell_centers(ncol, w, pad))
+        ax.set_xticklabels(col_labels, fontsize=fontsize)
+        if top:
+            ax.xaxis.tick_top()
+    else:
+        ax.set_xticks([])
+    if row_labels is not None:
+        ax.set_yticks(_cell_centers(nrow, h, pad))
+        ax.set_yticklabels(row_labels, fontsize=9)
+    else:
+        ax.set_yticks([])
+    ax.tick_params(length=0)
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+def _examples_by_class(images, labels, n_classes, per_class):
+    """``per_class`` images of each class: returns (per_class * n_classes, H, W, C), row r = r-th example."""
+    labels = np.asarray(labels)
+    picks = []
+    for r in range(per_class):
+        for c in range(n_classes):
+            idx = np.flatnonzero(labels == c)
+            picks.append(idx[r % len(idx)] if len(idx) else 0)
+    return images[np.asarray(picks)]
+
+
+def train_examples(datasets, path, per_class=3):
+    """Figure 1: ``per_class`` training images of every class of each dataset, columns named by class.
+
+    datasets : {title: (images (N, H, W, C) uint8, labels (N,), class_names)}
+    """
+    fig = _new(11, 0.4 + 1.25 * per_class * len(datasets))
+    axes = fig.subplots(len(datasets), 1, squeeze=False)[:, 0]
+    for ax, (title, (images, labels, names)) in zip(axes, datasets.items()):
+        ex = _examples_by_class(images, labels, len(names), per_class)   # (P*C, H, W, C)
+        grid = image_grid(ex, len(names))
+        _show(ax, grid)
+        _label_grid(ax, grid.shape, ex.shape[1], ex.shape[2], list(names), fontsize=10)
+        ax.set_title(title, fontsize=12, pad=22, fontweight="bold")
+    fig.suptitle("Example training images, one column per class", fontsize=12, y=1.02)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def latent_scatter(mu, labels, class_names, title, path, highlight=None,
+                   highlight_title="the same points, vehicles vs animals"):
+    """Figures 2-4: test-set latent means (2-D) coloured by class, class names in the legend.
+
+    mu : (N, 2); labels : (N,); highlight : optional {group name: class indices} drawn as
+    a second panel with the classes merged into groups (e.g. vehicles vs animals)
+    """
+    mu = np.asarray(mu, dtype=np.float64)                  # (N, 2)
+    labels = np.asarray(labels)
+    panels = 1 if highlight is None else 2
+    fig = _new(7.2 * panels, 6)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    lo = np.percentile(mu, 0.5, axis=0)
+    hi = np.percentile(mu, 99.5, axis=0)
+    margin = 0.08 * (hi - lo + 1e-9)
+    size = 3 if len(mu) > 3000 else 8
+    order = np.random.default_rng(0).permutation(len(mu))  # no class drawn wholly on top
+    ax = axes[0]
+    colors = np.array(CLASS_COLORS)[labels[order] % 10]
+    ax.scatter(mu[order, 0], mu[order, 1], c=colors, s=size, alpha=0.6, linewidths=0, rasterized=True)
+    for c, name in enumerate(class_names):
+        ax.scatter([], [], c=CLASS_COLORS[c % 10], s=30, label=f"{c}: {name}" if name != str(c) else name)
+    ax.legend(title="class", loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    ax.set_title(title, fontsize=11)
+    if highlight is not None:
+        ax = axes[1]
+        group_colors = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
+        g = np.zeros(len(labels), dtype=int)
+        for i, (name, classes) in enumerate(highlight.items()):
+            g[np.isin(labels, classes)] = i
+        ax.scatter(mu[order, 0], mu[order, 1], c=np.array(group_colors)[g[order]], s=size, alpha=0.5,
+                   linewidths=0, rasterized=True)
+        for i, (name, classes) in enumerate(highlight.items()):
+            ax.scatter([], [], c=group_colors[i], s=30,
+                       label=f"{name} ({', '.join(class_names[c] for c in classes)})")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=9, frameon=False)
+        ax.set_title(highlight_title, fontsize=11)
+    for ax in axes:
+        ax.set_xlim(lo[0] - margin[0], hi[0] + margin[0])
+        ax.set_ylim(lo[1] - margin[1], hi[1] + margin[1])
+        ax.set_xlabel("latent dim 1 (mean $\\mu_1$)")
+        ax.set_ylabel("latent dim 2 (mean $\\mu_2$)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _smooth(y, window):
+    if window <= 1 or len(y) < window:
+        return np.arange(len(y)), y
+    c = np.cumsum(np.insert(np.asarray(y, dtype=np.float64), 0, 0.0))
+    return np.arange(window - 1, len(y)), (c[window:] - c[:-window]) / window
+
+
+def training_curves(histories, path, betas=None):
+    """Figure 5: per-batch training loss, reconstruction and KL of every run on one canvas.
+
+    histories : {run name: {"loss": (S,), "rec": (S,), "kl": (S,)}}; betas : {run name: beta}
+    """
+    fig = _new(15, 4.6)
+    axes = fig.subplots(1, 3)
+    longest = max(len(h["loss"]) for h in histories.values())
+    window = max(1, longest // 60)
+    titles = {"loss": "training loss (rec + $\\beta$ KL)", "rec": "reconstruction (sum of squared errors)",
+              "kl": "KL divergence (nats)"}
+    for ax, key in zip(axes, ("loss", "rec", "kl")):
+        for run, h in histories.items():
+            y = np.asarray(h[key])
+            color = RUN_COLORS.get(run)
+            ax.plot(np.arange(len(y)), y, color=color, alpha=0.2, lw=0.6)
+            xs, ys = _smooth(y, window)
+            label = run.replace("_", " / ")
+            if betas and key == "loss":
+                label += f" ($\\beta$={betas[run]:g})"
+            ax.plot(xs, ys, color=color, lw=1.6, label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("training step (batch of 50)")
+        ax.set_ylabel(key + " per image")
+        ax.set_title(titles[key], fontsize=11)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=9)
+    fig.suptitle("Per-batch training curves" + (
+        f" (faint: every batch; solid: moving average over {window} batches)" if window > 1 else ""),
+        fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def reconstructions(originals, recons, path, col_labels=None, title=None):
+    """Figures 6-7: test images (top row) above each model's reconstruction of them.
+
+    originals : (N, H, W, C); recons : {model name: (N, H, W, C)}; col_labels : N class names
+    """
+    rows = [originals] + list(recons.values())
+    stack = np.concatenate([_to_float(r) for r in rows])   # (R * N, H, W, C)
+    n = len(originals)
+    grid = image_grid(stack, n)
+    fig = _new(max(6, 0.75 * n + 1.5), 0.8 * len(rows) + 1.2)
+    ax = fig.subplots()
+    _show(ax, grid)
+    _label_grid(ax, grid.shape, stack.shape[1], stack.shape[2], col_labels,
+                ["test image"] + [f"{k}" for k in recons])
+    if title:
+        ax.set_title(title, fontsize=11, pad=40 if col_labels is not None else 6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def manifold(decoded, quantiles, values, path, title):
+    """2-D latent manifold: decodings of a grid of latent points.
+
+    decoded : (n * n, H, W, C), row-major with row i at ``z2 = values[n - 1 - i]``
+    (top = large z2) and column j at ``z1 = values[j]``; quantiles, values : (n,)
+    """
+    n = len(values)
+    grid = image_grid(decoded, n, pad=1)
+    fig = _new(8, 8.4)
+    ax = fig.subplots()
+    _show(ax, grid)
+    h, w = decoded.shape[1], decoded.shape[2]
+    every = max(1, n // 8)
+    cx = _cell_centers(n, w, 1)
+    cy = _cell_centers(n, h, 1)
+    ax.set_xticks(cx[::every])
+    ax.set_xticklabels([f"{v:.2f}" for v in values[::every]], fontsize=8)
+    ax.set_yticks(cy[::every])
+    ax.set_yticklabels([f"{v:.2f}" for v in values[::-1][::every]], fontsize=8)
+    ax.set_xlabel(f"$z_1$ (normal quantiles {quantiles[0]:.3f} ... {quantiles[-1]:.3f})")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def sample_panels(samples, path, title, ncol=8):
+    """Prior samples: one panel per run. samples : {run name: (N, H, W, C)}"""
+    k = len(samples)
+    rows = -(-len(next(iter(samples.values()))) // ncol)
+    fig = _new(3.6 * k, 3.6 * rows / ncol + 0.9)
+    axes = fig.subplots(1, k, squeeze=False)[0]
+    for ax, (run, s) in zip(axes, samples.items()):
+        _show(ax, image_grid(s, ncol, pad=1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(run.replace("_", " / "), fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def interpolations(interps, path, title):
+    """Latent interpolations: per run, rows of ``[image A, decodings along the line, image B]``.
+
+    interps : {run name: (P, S, H, W, C)} where the first and last of the S
+    columns are the two test images and the others decode
+    ``mu_A + t (mu_B - mu_A)`` for t evenly spaced in [0, 1]
+    """
+    k = len(interps)
+    fig = _new(9, 0.8 + sum(9 * v.shape[0] / v.shape[1] + 0.15 for v in interps.values()))
+    axes = fig.subplots(k, 1, squeeze=False)[:, 0]
+    for ax, (run, v) in zip(axes, interps.items()):
+        p, s = v.shape[:2]
+        grid = image_grid(v.reshape((p * s,) + v.shape[2:]), s, pad=1)
+        _show(ax, grid)
+        labels = ["image A"] + [f"t={t:.2f}" for t in np.linspace(0, 1, s - 2)] + ["image B"]
+        _label_grid(ax, grid.shape, v.shape[2], v.shape[3], labels if ax is axes[0] else None,
+                    None, pad=1)
+        ax.set_ylabel(run.replace("_", " / "), fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def kl_and_activity(kl, activity, threshold, path):
+    """Per-dimension KL (top) and activity ``Var_x(mu_d)`` (bottom, log scale) of every run.
+
+    kl, activity : {run name: (L,)}; threshold : the active-unit threshold drawn as a line
+    """
+    k = len(kl)
+    widths = [max(2, len(v)) for v in kl.values()]
+    fig = _new(3.0 + 0.45 * sum(widths), 6)
+    axes = fig.subplots(2, k, squeeze=False, gridspec_kw={"width_ratios": widths})
+    for j, run in enumerate(kl):
+        dims = np.arange(1, len(kl[run]) + 1)
+        color = RUN_COLORS.get(run, "#555555")
+        a = axes[0, j]
+        a.bar(dims, kl[run], color=color)
+        a.set_title(run.replace("_", " / "), fontsize=10)
+        a.set_xticks(dims)
+        a.set_xlabel("latent dim")
+        b = axes[1, j]
+        act = np.maximum(np.asarray(activity[run], dtype=np.float64), 1e-8)
+        b.bar(dims, act, color=[color if v > threshold else "#bbbbbb" for v in act])
+        b.axhline(threshold, color="black", ls="--", lw=1)
+        b.set_yscale("log")
+        b.set_xticks(dims)
+        b.set_xlabel("latent dim")
+        n_active = int(np.sum(act > threshold))
+        b.set_title(f"{n_active}/{len(act)} active", fontsize=10)
+        if j == 0:
+            a.set_ylabel("KL per dim (nats)")
+            b.set_ylabel("Var$_x$($\\mu_d$)")
+    fig.suptitle(f"Per-dimension KL and activity on the test set (dashed: active-unit threshold "
+                 f"{threshold:g}; grey bars: inactive)", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def separability(ten_class, binary, path, k):
+    """Separability: 10-class kNN accuracy (latent vs PCA of pixels) and vehicle-vs-animal accuracy.
+
+    ten_class : {run name: (latent kNN accuracy, PCA kNN accuracy, PCA dims)}
+    binary : {run name: (kNN accuracy, linear accuracy, majority rate)}
+    """
+    fig = _new(13, 4.6)
+    a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [len(ten_class), max(1, len(binary))]})
+
+    def bars(ax, x, vals, offset, color, label):
+        ax.bar(x + offset, vals, width=0.36, color=color, label=label)
+        for xi, v in zip(x + offset, vals):
+            ax.text(xi, v + 0.01, f"{v:.3f}", ha="center", fontsize=8)
+
+    x = np.arange(len(ten_class))
+    bars(a, x, [v[0] for v in ten_class.values()], -0.19, "#4c72b0", "VAE latent means")
+    bars(a, x, [v[1] for v in ten_class.values()], 0.19, "#aaaaaa", "PCA of pixels, same dims")
+    a.axhline(0.1, color="black", ls="--", lw=1, label="chance (0.1)")
+    a.set_xticks(x)
+    a.set_xticklabels([r.replace("_", " / ") + f"\n({v[2]}-D)" for r, v in ten_class.items()], fontsize=9)
+    a.set_title(f"10 classes: kNN accuracy (k={k}) on the test set", fontsize=11)
+    x = np.arange(len(binary))
+    bars(b, x, [v[0] for v in binary.values()], -0.19, "#4c72b0", f"kNN (k={k})")
+    bars(b, x, [v[1] for v in binary.values()], 0.19, "#dd8452", "linear probe")
+    for xi, v in zip(x, binary.values()):
+        b.plot([xi - 0.4, xi + 0.4], [v[2], v[2]], color="black", ls="--", lw=1,
+               label="majority rate" if xi == 0 else None)
+    b.set_xticks(x)
+    b.set_xticklabels([r.replace("_", " / ") for r in binary], fontsize=9)
+    b.set_title("vehicles vs animals (CIFAR-10)", fontsize=11)
+    for ax in (a, b):
+        ax.set_ylim(0, 1.08)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
