@@ -1,0 +1,81 @@
+"""The few things every lesson needs and none of them teaches.
+
+* :func:`setup` reads the command line (``--out DIR``, ``--full``,
+  ``--threads N``), picks the figure folder and pins the thread count;
+* :func:`savefig` writes one PNG there and says where;
+* :func:`need_data` finds the real data or exits with a clear message.
+
+In a notebook (Jupyter, VS Code) the command line is the kernel's; unknown
+arguments are ignored, so the defaults apply.
+"""
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+if "ipykernel" not in sys.modules:          # a script: draw into files, never open windows
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt             # noqa: E402  (after choosing the backend)
+
+OUT_ENV = "TINYVAE_LESSON_OUT"
+
+
+def setup(name, argv=None):
+    """Parse the lesson's arguments; return them with ``out`` a ready folder.
+
+    ``--out DIR``: where figures go (default ``$TINYVAE_LESSON_OUT``, else a
+    fresh temporary folder). ``--full``: full-size runs instead of the quick
+    defaults. ``--threads N`` (default 1): numba and BLAS threads. The
+    lessons' arrays are small, and on a busy machine numba's and BLAS's
+    thread pools spinning against each other cost far more than they give.
+    """
+    p = argparse.ArgumentParser(prog=f"python -m lessons.{name}",
+                                description=f"tinyvae course, {name}")
+    p.add_argument("--out", default=None,
+                   help=f"folder for the figures (default ${OUT_ENV}, else a temporary folder)")
+    p.add_argument("--full", action="store_true", help="full-size data and training (slow)")
+    p.add_argument("--threads", type=int, default=1, help="numba and BLAS threads (default 1)")
+    args, _ = p.parse_known_args(argv)
+    out = args.out or os.environ.get(OUT_ENV)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    else:
+        out = tempfile.mkdtemp(prefix=f"tinyvae-{name}-")
+    args.out = Path(out)
+    _pin_threads(args.threads)
+    print(f"[{name}] figures go to {args.out}" + ("  (--full)" if args.full else ""))
+    return args
+
+
+def _pin_threads(n):
+    import numba
+    from threadpoolctl import threadpool_limits
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    threadpool_limits(limits=max(1, n), user_api="blas")
+
+
+def savefig(fig, out, name):
+    """Save ``fig`` as ``out/name.png``, print the path, return it."""
+    path = Path(out) / f"{name}.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    if matplotlib.get_backend().lower() == "agg":
+        plt.close(fig)
+    print(f"saved {path}")
+    return path
+
+
+def need_data(dataset):
+    """The data dir holding ``dataset``'s files, or exit(2) saying what is missing."""
+    from tinyvae import data
+    root = data.resolve_data_dir()
+    missing = [root / rel for rel in data.OFFICIAL_URLS[dataset] if not (root / rel).is_file()]
+    if missing:
+        sys.exit(f"This lesson needs the real {dataset} data, and {root} does not have it "
+                 f"(missing: {', '.join(map(str, missing))}).\n"
+                 f"Set TINYVAE_DATA_DIR to a folder holding {dataset}/ "
+                 f"(or run: python -m tinyvae fetch {dataset}).")
+    return root
