@@ -20,6 +20,9 @@ if "ipykernel" not in sys.modules:          # a script: draw into files, never o
     matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt             # noqa: E402  (after choosing the backend)
+import numba                                # noqa: E402
+
+from tinyvae.threads import set_threads     # noqa: E402
 
 OUT_ENV = "TINYVAE_LESSON_OUT"
 
@@ -38,7 +41,7 @@ def setup(name, argv=None):
     p.add_argument("--out", default=None,
                    help=f"folder for the figures (default ${OUT_ENV}, else a temporary folder)")
     p.add_argument("--full", action="store_true", help="full-size data and training (slow)")
-    p.add_argument("--threads", type=int, default=1, help="numba and BLAS threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="numba and BLAS threads (default 1, at least 1)")
     args, _ = p.parse_known_args(argv)
     out = args.out or os.environ.get(OUT_ENV)
     if out:
@@ -46,16 +49,9 @@ def setup(name, argv=None):
     else:
         out = tempfile.mkdtemp(prefix=f"tinyvae-{name}-")
     args.out = Path(out)
-    _pin_threads(args.threads)
+    set_threads(max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS)))
     print(f"[{name}] figures go to {args.out}" + ("  (--full)" if args.full else ""))
     return args
-
-
-def _pin_threads(n):
-    import numba
-    from threadpoolctl import threadpool_limits
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    threadpool_limits(limits=max(1, n), user_api="blas")
 
 
 def savefig(fig, out, name):

@@ -97,3 +97,4 @@ def test_model_uses_fused_layers_and_skips_first_dx():
     model = VAE(Arch("t", (3, 4), (5,), 2, 1.0), (12, 12, 1), np.random.default_rng(0))
     assert not model.encoder[0].need_dx and model.encoder[3].need_dx
     assert sum(isinstance(l, L.UpsampleConvTranspose2D) for l in model.decoder) == 2
+

@@ -533,3 +533,11 @@ def test_vae_grads_are_assigned_not_accumulated():
     model.loss(x, eps)
     for k in first:
         np.testing.assert_array_equal(model.grads[k], first[k], err_msg=k)
+
+
+def test_numerical_gradient_perturbs_non_contiguous_arrays():
+    from tinyvae.gradcheck import numerical_gradient
+    base = np.arange(12.0).reshape(3, 4)
+    view = base[:, :2]                                 # not contiguous: reshape(-1) would copy
+    g = numerical_gradient(lambda: float(np.sum(view ** 2)), view)
+    np.testing.assert_allclose(g, 2 * view, rtol=1e-8)

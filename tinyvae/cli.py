@@ -6,12 +6,12 @@ traceback; argparse does the same for malformed flags. A run stopped by
 Ctrl-C or SIGTERM saves its checkpoint and exits with 130 or 143.
 """
 import argparse
-import contextlib
 import json
 import shlex
 import sys
 
 from .errors import ConfigError, Interrupted, TinyVAEError
+from .threads import thread_limit
 from .archs import ARCHS, BACKENDS, IMAGE_SHAPES
 
 
@@ -43,26 +43,6 @@ def positive_float(text):
     if not (v > 0 and v != float("inf")):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
     return v
-
-
-@contextlib.contextmanager
-def thread_limit(n):
-    """Pin BLAS and numba to ``n`` threads inside the block (None: leave as is)."""
-    if n is None:
-        yield
-        return
-    import numba
-    from threadpoolctl import threadpool_limits
-    if n > numba.config.NUMBA_NUM_THREADS:
-        raise ConfigError(f"--threads {n} is more than the {numba.config.NUMBA_NUM_THREADS} "
-                          f"threads numba can use here")
-    old = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        numba.set_num_threads(old)
 
 
 def add_train_args(p):

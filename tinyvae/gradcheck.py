@@ -20,10 +20,11 @@ def rel_error(a, b):
 
 
 def _indices(x, n_samples, rng):
-    """All flat indices of x, or ``n_samples`` of them drawn with ``rng``."""
+    """All index tuples of x, or ``n_samples`` of them drawn with ``rng``."""
     if n_samples is None or n_samples >= x.size:
-        return range(x.size)
-    return rng.choice(x.size, size=n_samples, replace=False)
+        return list(np.ndindex(x.shape))
+    flat = rng.choice(x.size, size=n_samples, replace=False)
+    return list(zip(*np.unravel_index(flat, x.shape)))
 
 
 def numerical_gradient(f, x, h=1e-5, n_samples=None, rng=None):
@@ -38,15 +39,14 @@ def numerical_gradient(f, x, h=1e-5, n_samples=None, rng=None):
     grad : array shaped like x
     """
     grad = np.full(x.shape, np.nan)                 # shaped like x
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in _indices(x, n_samples, rng):
-        old = flat[i]
-        flat[i] = old + h
+    for i in _indices(x, n_samples, rng):           # index tuples: works for any memory layout
+        old = x[i]
+        x[i] = old + h
         fp = f()
-        flat[i] = old - h
+        x[i] = old - h
         fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * h)
+        x[i] = old
+        grad[i] = (fp - fm) / (2 * h)
     return grad
 
 

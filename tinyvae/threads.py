@@ -1,0 +1,47 @@
+"""How many threads tinyvae's numba kernels and NumPy's BLAS use.
+
+Both default to every core. On a busy machine numba's and BLAS's thread
+pools can fight over the cores (each spins while it waits), which makes a
+training step many times slower than on one thread; pin them with
+:func:`set_threads` (for a session or a notebook) or :func:`thread_limit`
+(for a block, e.g. the command line's ``--threads``).
+"""
+import contextlib
+
+from .errors import ConfigError
+
+
+def _check(n):
+    import numba
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"the number of threads must be a positive integer, got {n!r}")
+    if n > numba.config.NUMBA_NUM_THREADS:
+        raise ConfigError(f"{n} threads is more than the {numba.config.NUMBA_NUM_THREADS} "
+                          f"threads numba can use here")
+
+
+def set_threads(n):
+    """Use ``n`` threads in numba kernels and in BLAS from now on."""
+    import numba
+    from threadpoolctl import threadpool_limits
+    _check(n)
+    numba.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
+
+
+@contextlib.contextmanager
+def thread_limit(n):
+    """Pin numba and BLAS to ``n`` threads inside the block (None: leave as is)."""
+    if n is None:
+        yield
+        return
+    import numba
+    from threadpoolctl import threadpool_limits
+    _check(n)
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(old)
