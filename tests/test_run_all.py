@@ -1,8 +1,11 @@
 """run_all.py end to end: the --quick study, --resume, and clean errors.
 
 The quick study needs the real MNIST and CIFAR-10 (``TINYVAE_DATA_DIR``); it
-skips without them, and fails under CI. It runs once per session (about two
-minutes on two free cores); the other tests reuse its output folder.
+skips without them, and fails under CI. It runs once per module (one to two
+minutes); the other tests reuse its output folder. It runs with ``--threads 1``:
+on a machine whose cores are busy with other work, numba's and BLAS's threads
+oversubscribe them and a step can take ten times longer, while one thread
+costs little on two free cores.
 """
 import importlib.util
 import json
@@ -43,7 +46,7 @@ def load_run_all():
 @pytest.fixture(scope="module")
 def quick(real_data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "results"
-    p = run(["--quick", "--out", str(out)], real_data_dir)
+    p = run(["--quick", "--out", str(out), "--threads", "1"], real_data_dir)
     assert p.returncode == 0, f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
     return out, p
 
@@ -123,7 +126,7 @@ def test_resume_skips_finished_runs(quick, real_data_dir):
     out, first = quick
     ckpts = sorted((out / "runs").glob("*/checkpoint.npz"))
     before = {c: c.stat().st_mtime_ns for c in ckpts}
-    p = run(["--quick", "--out", str(out), "--resume", "--no-progress"], real_data_dir)
+    p = run(["--quick", "--out", str(out), "--resume", "--no-progress", "--threads", "1"], real_data_dir)
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.count("finished earlier, training skipped") == 4
     assert "epoch 1:" not in p.stdout + p.stderr               # no training epoch ran
