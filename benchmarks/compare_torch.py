@@ -49,7 +49,7 @@ except ImportError:                                   # pragma: no cover
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 from tinyvae import bench  # noqa: E402
-from tinyvae.cli import thread_limit  # noqa: E402
+from tinyvae.threads import thread_limit  # noqa: E402
 from tinyvae.errors import TinyVAEError  # noqa: E402
 from tinyvae.models import ARCHS, IMAGE_SHAPES, get_arch  # noqa: E402
 
@@ -278,18 +278,25 @@ def torch_sgemm(n=2048, repeats=5, min_seconds=0.2):
     return best
 
 
-def compare(pairs, threads, steps=20, warmup=3, rounds=5, batch=50, peak_n=2048, log=None):
-    """One result dict per (pair, thread count)."""
+def compare(pairs, threads, steps=20, warmup=3, rounds=5, batch=50, peak_n=2048, budget=30.0, log=None):
+    """One result dict per (pair, thread count).
+
+    ``budget``: seconds of timed blocks per pair and thread count, after which
+    the current round is the last. The sgemm rate is sampled between rounds
+    and the best sample is the peak (see :class:`tinyvae.bench.PeakSampler`).
+    """
     results = []
     for n in threads:
         torch.set_num_threads(n)
         with thread_limit(n):
-            peak = bench.measure_sgemm(peak_n, peak_n, peak_n)["best"]
+            square = bench.PeakSampler(peak_n, peak_n, peak_n)
+            square(repeats=3, min_seconds=0.2)
             tpeak = torch_sgemm(peak_n)
+            rows = []
             for model, dataset in pairs:
                 tv = bench.StepRunner(model, dataset, batch)
                 th = TorchStepRunner(tv)
-                times = bench.run_interleaved([tv, th], steps, warmup, rounds)
+                times = bench.run_interleaved([tv, th], steps, warmup, rounds, budget, square)
                 a = bench.summarize(times[0], tv.flops)
                 b = bench.summarize(times[1], tv.nominal_flops)
                 r = {"model": model, "dataset": dataset, "threads": n, "batch": batch,
@@ -299,12 +306,15 @@ def compare(pairs, threads, steps=20, warmup=3, rounds=5, batch=50, peak_n=2048,
                      "ratio": a["ms_step"] / b["ms_step"],
                      "gflop_step": a["gflop_step"], "gflop_nominal": b["gflop_step"],
                      "tinyvae_gflops": a["gflops"], "torch_gflops": b["gflops"],
-                     "sgemm_gflops": peak, "torch_sgemm_gflops": tpeak,
-                     "tinyvae_pct_peak": 100 * a["gflops"] / peak, "torch_pct_peak": 100 * b["gflops"] / peak,
-                     "check": th.check}
-                results.append(r)
-                if log:
-                    print(format_row(r), file=log, flush=True)
+                     "torch_sgemm_gflops": tpeak, "check": th.check}
+                rows.append(r)
+        for r in rows:                     # the best sgemm sample of this thread count is its peak
+            r["sgemm_gflops"] = square.best
+            r["tinyvae_pct_peak"] = 100 * r["tinyvae_gflops"] / square.best
+            r["torch_pct_peak"] = 100 * r["torch_gflops"] / square.best
+            if log:
+                print(format_row(r), file=log, flush=True)
+        results += rows
     return results
 
 
@@ -329,6 +339,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     p.add_argument("--rounds", type=int, default=5, help="alternating blocks (default 5)")
     p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--max-seconds", type=float, default=30.0,
+                   help="per pair and thread count: stop after the round that passes this (default 30)")
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout, tables on stderr")
     args = p.parse_args(argv)
     try:
@@ -345,7 +357,8 @@ def main(argv=None):
     print("ms = median ms/step; ratio = tinyvae/torch; GF/s = GEMM GFLOP/s (tinyvae: what its fused layers "
           "compute, torch: the unfused architecture); %pk = of numpy's measured 2048^3 sgemm", file=log)
     print(HEADER, file=log, flush=True)
-    results = compare(pairs, threads, args.steps, args.warmup, args.rounds, args.batch_size, log=log)
+    results = compare(pairs, threads, args.steps, args.warmup, args.rounds, args.batch_size,
+                      budget=args.max_seconds, log=log)
     info = bench.machine_info()
     if args.json:
         for r in results:

@@ -39,7 +39,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, os.pardir))
 
 from compare_torch import TorchVAE, copy_weights, make_adam, vae_loss  # noqa: E402
-from tinyvae.cli import thread_limit  # noqa: E402
+from tinyvae.threads import thread_limit  # noqa: E402
 from tinyvae.errors import TinyVAEError  # noqa: E402
 from tinyvae.models import ARCHS, IMAGE_SHAPES, VAE  # noqa: E402
 from tinyvae.train import HISTORY_KEYS, TrainConfig, load_data, streams, to_float  # noqa: E402
