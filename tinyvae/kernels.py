@@ -13,14 +13,20 @@ Tests run both and compare them on random shapes. The layers in
 that define what the kernels compute live in :mod:`tinyvae.reference`.
 
 Layout is NHWC everywhere: images ``(N, H, W, C)``, conv weights
-``(KH, KW, C_in, C_out)``. An im2col matrix has one row per output pixel
+``(KH, KW, C_in, C_out)``. The numba kernels do not use numba's own
+parallel loops: next to BLAS's threads, numba's thread pool made a training
+step 2-3x *slower* on a 2-core machine (both pools spin while they wait).
+Instead every kernel releases the GIL and works on a range of its outer
+loop, and :func:`run_split` hands the ranges to a few plain threads. An im2col matrix has one row per output pixel
 ``(n, i, j)`` and one column per ``(ki, kj, c)``, so that
 ``cols @ w.reshape(KH * KW * C_in, C_out)`` is the convolution.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .archs import BACKENDS
 from .errors import ConfigError
@@ -33,6 +39,40 @@ def get_backend(backend=None):
     if backend not in BACKENDS:
         raise ConfigError(f"unknown kernel backend {backend!r}; accepted: {', '.join(BACKENDS)}")
     return backend
+
+# --------------------------------------------------------------------------
+# threads: every numba kernel releases the GIL and takes a [lo, hi) range of
+# its outer loop, so a few Python threads can share the work
+# --------------------------------------------------------------------------
+
+MIN_WORK_PER_THREAD = 1 << 15
+_pool, _pool_size = None, 0
+
+
+def kernel_threads():
+    """Threads the numba kernels use: numba's setting (see :mod:`tinyvae.threads`)."""
+    return numba.get_num_threads()
+
+
+def run_split(kernel, total, work, *args):
+    """Run ``kernel(*args, lo, hi)`` over ``range(total)``, split across
+    :func:`kernel_threads` threads when ``work`` (elements touched) is large
+    enough to pay for it. Chunks are disjoint, so results do not depend on
+    the thread count."""
+    global _pool, _pool_size
+    t = min(kernel_threads(), total, max(1, work // MIN_WORK_PER_THREAD))
+    if t <= 1:
+        kernel(*args, 0, total)
+        return
+    if _pool_size < t - 1:                               # helper threads, made once
+        _pool_size = max(t - 1, numba.config.NUMBA_NUM_THREADS - 1)
+        _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="tinyvae")
+    bounds = [total * i // t for i in range(t + 1)]
+    futures = [_pool.submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    kernel(*args, bounds[0], bounds[1])                  # this thread takes the first chunk
+    for f in futures:
+        f.result()
+
 
 
 # --------------------------------------------------------------------------
@@ -93,10 +133,10 @@ def col2im_numpy(cols, x_shape, KH, KW, stride, pad, out_hw):
     return np.ascontiguousarray(xp[:, pt:pt + H, pl:pl + W, :])  # (N, H, W, C)
 
 
-@njit(cache=True, parallel=True)
-def _im2col_nb(x, KH, KW, sh, sw, pt, pl, Ho, Wo, cols):
+@njit(cache=True, nogil=True)
+def _im2col_nb(x, KH, KW, sh, sw, pt, pl, Ho, Wo, cols, lo, hi):
     N, H, W, C = x.shape
-    for n in prange(N):
+    for n in range(lo, hi):
         for i in range(Ho):
             for j in range(Wo):
                 row = (n * Ho + i) * Wo + j
@@ -113,10 +153,10 @@ def _im2col_nb(x, KH, KW, sh, sw, pt, pl, Ho, Wo, cols):
                                 cols[row, base + c] = 0.0
 
 
-@njit(cache=True, parallel=True)
-def _col2im_nb(cols, KH, KW, sh, sw, pt, pl, Ho, Wo, x):
+@njit(cache=True, nogil=True)
+def _col2im_nb(cols, KH, KW, sh, sw, pt, pl, Ho, Wo, x, lo, hi):
     N, H, W, C = x.shape
-    for n in prange(N):
+    for n in range(lo, hi):
         x[n] = 0.0
         for i in range(Ho):
             for j in range(Wo):
@@ -140,7 +180,7 @@ def im2col_numba(x, KH, KW, stride, pad, out_hw):
     Ho, Wo = out_hw
     x = np.ascontiguousarray(x)
     cols = np.empty((N * Ho * Wo, KH * KW * C), dtype=x.dtype)  # (N*Ho*Wo, KH*KW*C)
-    _im2col_nb(x, KH, KW, stride[0], stride[1], pad[0], pad[1], Ho, Wo, cols)
+    run_split(_im2col_nb, N, cols.size, x, KH, KW, stride[0], stride[1], pad[0], pad[1], Ho, Wo, cols)
     return cols
 
 
@@ -148,8 +188,8 @@ def col2im_numba(cols, x_shape, KH, KW, stride, pad, out_hw):
     """Numba version of :func:`col2im_numpy` (same arguments and result)."""
     Ho, Wo = out_hw
     x = np.empty(x_shape, dtype=cols.dtype)                  # (N, H, W, C)
-    _col2im_nb(np.ascontiguousarray(cols), KH, KW, stride[0], stride[1],
-               pad[0], pad[1], Ho, Wo, x)
+    run_split(_col2im_nb, x_shape[0], cols.size, np.ascontiguousarray(cols), KH, KW,
+              stride[0], stride[1], pad[0], pad[1], Ho, Wo, x)
     return x
 
 
@@ -204,10 +244,10 @@ def im2col_up_numpy(dout, KH, KW, factor, in_hw):
     return cols.reshape(N * H * W, -1)
 
 
-@njit(cache=True, parallel=True)
-def _col2im_up_nb(cols, KH, KW, f, H, W, out):
+@njit(cache=True, nogil=True)
+def _col2im_up_nb(cols, KH, KW, f, H, W, out, lo, hi):
     N, Ho, Wo, C = out.shape
-    for n in prange(N):
+    for n in range(lo, hi):
         out[n] = 0.0
         for iu in range(f * H):
             for ju in range(f * W):
@@ -219,11 +259,11 @@ def _col2im_up_nb(cols, KH, KW, f, H, W, out):
                             out[n, iu + ki, ju + kj, c] += cols[row, base + c]
 
 
-@njit(cache=True, parallel=True)
-def _im2col_up_nb(dout, KH, KW, f, H, W, cols):
+@njit(cache=True, nogil=True)
+def _im2col_up_nb(dout, KH, KW, f, H, W, cols, lo, hi):
     N, Ho, Wo, C = dout.shape
     K = KH * KW * C
-    for n in prange(N):
+    for n in range(lo, hi):
         for i in range(H):
             for j in range(W):
                 row = (n * H + i) * W + j
@@ -241,7 +281,8 @@ def _im2col_up_nb(dout, KH, KW, f, H, W, cols):
 def col2im_up_numba(cols, out_shape, KH, KW, factor, in_hw):
     """Numba version of :func:`col2im_up_numpy`."""
     out = np.empty(out_shape, dtype=cols.dtype)                        # (N, Ho, Wo, C)
-    _col2im_up_nb(np.ascontiguousarray(cols), KH, KW, factor, in_hw[0], in_hw[1], out)
+    run_split(_col2im_up_nb, out_shape[0], out.size * KH * KW, np.ascontiguousarray(cols),
+              KH, KW, factor, in_hw[0], in_hw[1], out)
     return out
 
 
@@ -249,7 +290,8 @@ def im2col_up_numba(dout, KH, KW, factor, in_hw):
     """Numba version of :func:`im2col_up_numpy`."""
     N, C = dout.shape[0], dout.shape[3]
     cols = np.empty((N * in_hw[0] * in_hw[1], KH * KW * C), dtype=dout.dtype)  # (N*H*W, K)
-    _im2col_up_nb(np.ascontiguousarray(dout), KH, KW, factor, in_hw[0], in_hw[1], cols)
+    run_split(_im2col_up_nb, N, cols.size * factor * factor, np.ascontiguousarray(dout),
+              KH, KW, factor, in_hw[0], in_hw[1], cols)
     return cols
 
 
@@ -301,10 +343,10 @@ def maxpool_backward_numpy(dout, arg, x_shape, pool):
     return dx
 
 
-@njit(cache=True, parallel=True)
-def _maxpool_fwd_nb(x, pool, out, arg):
+@njit(cache=True, nogil=True)
+def _maxpool_fwd_nb(x, pool, out, arg, lo, hi):
     N, Ho, Wo, C = out.shape
-    for n in prange(N):
+    for n in range(lo, hi):
         for i in range(Ho):
             for j in range(Wo):
                 for c in range(C):
@@ -320,10 +362,10 @@ def _maxpool_fwd_nb(x, pool, out, arg):
                     arg[n, i, j, c] = bk
 
 
-@njit(cache=True, parallel=True)
-def _maxpool_bwd_nb(dout, arg, pool, dx):
+@njit(cache=True, nogil=True)
+def _maxpool_bwd_nb(dout, arg, pool, dx, lo, hi):
     N, Ho, Wo, C = dout.shape
-    for n in prange(N):
+    for n in range(lo, hi):
         dx[n] = 0.0
         for i in range(Ho):
             for j in range(Wo):
@@ -337,14 +379,14 @@ def maxpool_forward_numba(x, pool):
     N, H, W, C = x.shape
     out = np.empty((N, H // pool, W // pool, C), dtype=x.dtype)  # (N, Ho, Wo, C)
     arg = np.empty(out.shape, dtype=np.int8)                     # (N, Ho, Wo, C)
-    _maxpool_fwd_nb(np.ascontiguousarray(x), pool, out, arg)
+    run_split(_maxpool_fwd_nb, N, x.size, np.ascontiguousarray(x), pool, out, arg)
     return out, arg
 
 
 def maxpool_backward_numba(dout, arg, x_shape, pool):
     """Numba version of :func:`maxpool_backward_numpy`."""
     dx = np.empty(x_shape, dtype=dout.dtype)                     # (N, H, W, C)
-    _maxpool_bwd_nb(np.ascontiguousarray(dout), arg, pool, dx)
+    run_split(_maxpool_bwd_nb, x_shape[0], dx.size, np.ascontiguousarray(dout), arg, pool, dx)
     return dx
 
 
@@ -375,12 +417,14 @@ def adam_update_numpy(p, g, m, v, lr_t, beta1, beta2, eps):
     p -= lr_t * m / (np.sqrt(v) + eps)
 
 
-@njit(cache=True, parallel=True)
-def _adam_nb(p, g, m, v, lr_t, beta1, beta2, eps):
-    for k in prange(p.size):
+@njit(cache=True, nogil=True)
+def _adam_nb(p, g, m, v, lr_t, beta1, beta2, eps, lo, hi):
+    one = p.dtype.type(1.0)               # constants in p's dtype: no float64 detour
+    c1, c2 = one - beta1, one - beta2
+    for k in range(lo, hi):
         gk = g[k]
-        mk = beta1 * m[k] + (1.0 - beta1) * gk
-        vk = beta2 * v[k] + (1.0 - beta2) * gk * gk
+        mk = beta1 * m[k] + c1 * gk
+        vk = beta2 * v[k] + c2 * gk * gk
         m[k] = mk
         v[k] = vk
         p[k] -= lr_t * mk / (np.sqrt(vk) + eps)
@@ -394,8 +438,8 @@ def adam_update_numba(p, g, m, v, lr_t, beta1, beta2, eps):
     """
     dt = p.dtype.type
     flat = [np.ascontiguousarray(a).reshape(-1) for a in (p, m, v)]
-    _adam_nb(flat[0], np.ascontiguousarray(g).reshape(-1), flat[1], flat[2],
-             dt(lr_t), dt(beta1), dt(beta2), dt(eps))
+    run_split(_adam_nb, p.size, p.size, flat[0], np.ascontiguousarray(g).reshape(-1), flat[1],
+              flat[2], dt(lr_t), dt(beta1), dt(beta2), dt(eps))
     for a, f in zip((p, m, v), flat):
         if not np.shares_memory(a, f):
             a[...] = f.reshape(a.shape)

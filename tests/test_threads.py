@@ -1,0 +1,52 @@
+"""Kernels split across threads give exactly the single-thread results."""
+import numpy as np
+import pytest
+
+from tinyvae import kernels
+from tinyvae.errors import ConfigError
+from tinyvae.threads import set_threads, thread_limit
+
+
+def _all_kernels(rng):
+    x = rng.standard_normal((8, 20, 19, 16)).astype(np.float32)          # big enough to split
+    cols = kernels.im2col(x, 3, 3, (1, 1), (0, 0), (18, 17), "numba")
+    out = {"im2col": cols,
+           "col2im": kernels.col2im(cols, x.shape, 3, 3, (1, 1), (0, 0), (18, 17), "numba")}
+    up = rng.standard_normal((8 * 9 * 10, 3 * 3 * 16)).astype(np.float32)
+    out["col2im_up"] = kernels.col2im_up(up, (8, 20, 22, 16), 3, 3, 2, (9, 10), "numba")
+    out["im2col_up"] = kernels.im2col_up(out["col2im_up"], 3, 3, 2, (9, 10), "numba")
+    pooled, arg = kernels.maxpool_forward(x, 2, "numba")
+    out["pool"], out["arg"] = pooled, arg
+    out["unpool"] = kernels.maxpool_backward(pooled, arg, x.shape, 2, "numba")
+    p, g = rng.standard_normal(300_000).astype(np.float32), rng.standard_normal(300_000).astype(np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    kernels.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7, "numba")
+    out["adam_p"], out["adam_m"], out["adam_v"] = p, m, v
+    return out
+
+
+def test_threaded_kernels_equal_single_thread():
+    with thread_limit(1):
+        one = _all_kernels(np.random.default_rng(0))
+    with thread_limit(2):
+        assert kernels.kernel_threads() == 2
+        two = _all_kernels(np.random.default_rng(0))
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name], err_msg=name)
+
+
+def test_run_split_covers_every_index_once():
+    seen = np.zeros(1000, dtype=np.int64)
+
+    def mark(arr, lo, hi):
+        arr[lo:hi] += 1
+
+    with thread_limit(2):
+        kernels.run_split(mark, 1000, 1 << 20, seen)
+    np.testing.assert_array_equal(seen, 1)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, 10 ** 6])
+def test_bad_thread_counts_are_refused(bad):
+    with pytest.raises(ConfigError):
+        set_threads(bad)
