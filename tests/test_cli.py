@@ -6,7 +6,6 @@ time (one fixture runs them all, each case is then checked on its own).
 import argparse
 import concurrent.futures
 import contextlib
-import gzip
 import io
 import os
 import pathlib
@@ -14,31 +13,15 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from tinyvae.cli import build_parser, main, resume_command
 from tinyvae.cli import thread_limit
 from tinyvae.errors import ConfigError
 from tinyvae.train import CHECKPOINT, TrainConfig, train
+from synthetic import write_mnist_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def idx_gz(array):
-    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
-    return gzip.compress(header + array.astype(">u1").tobytes(), compresslevel=1)
-
-
-def write_mnist_dir(root, n_train=40, n_test=10, seed=0):
-    """A synthetic data dir in the official MNIST layout (random pixels)."""
-    rng = np.random.default_rng(seed)
-    (root / "mnist").mkdir(parents=True, exist_ok=True)
-    for (images, labels), n in ((("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"), n_train),
-                                (("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"), n_test)):
-        (root / "mnist" / images).write_bytes(idx_gz(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)))
-        (root / "mnist" / labels).write_bytes(idx_gz(rng.integers(0, 10, n, dtype=np.uint8)))
-    return root
 
 
 def run_cli(args, env=None, timeout=120):

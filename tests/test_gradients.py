@@ -32,7 +32,6 @@ Run with ``-s`` to see a table of the largest relative error seen per layer.
 """
 from collections import defaultdict
 
-import numba
 import numpy as np
 import pytest
 
@@ -47,18 +46,6 @@ TOL_MODEL = 1e-6
 BACKENDS = ("numpy", "numba")
 
 MAX_ERR = defaultdict(float)   # "layer: d<param>" -> largest rel_error seen in this run
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_numba_thread():
-    """Run the numba kernels on one thread here. These tests make thousands of tiny kernel
-    calls; on a loaded shared machine, waking numba's thread pool costs milliseconds per call
-    (measured: ~10 ms vs ~0.05 ms). The kernels' parallel execution is exercised, with the
-    default thread count, by tests/test_kernels.py."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
 
 
 @pytest.fixture(scope="module", autouse=True)

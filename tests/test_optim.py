@@ -14,7 +14,6 @@ Algorithm 1 of the paper (equal to the above when eps = 0)::
 import io
 import math
 
-import numba
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -24,18 +23,6 @@ from tinyvae.optim import Adam
 
 BACKENDS = ("numpy", "numba")
 SHAPES = {"w": (3, 4), "b": (5,), "k": (2, 1, 3, 2)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_numba_thread():
-    """Run the numba kernels on one thread here. These tests make thousands of tiny kernel
-    calls; on a loaded shared machine, waking numba's thread pool costs milliseconds per call
-    (measured: ~10 ms vs ~0.05 ms). The kernels' parallel execution is exercised, with the
-    default thread count, by tests/test_kernels.py."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
 
 
 def grad_sequence(T, seed=0, dtype=np.float64):

@@ -4,7 +4,6 @@ bad arguments raise ConfigError, metrics.json is complete.
 Runs are tiny (tens of synthetic images, one thread); the kill and signal tests
 drive ``python -m tinyvae train`` in subprocesses.
 """
-import gzip
 import json
 import math
 import os
@@ -26,30 +25,9 @@ from tinyvae.errors import ConfigError, DataError, Interrupted, TrainingDiverged
 from tinyvae.models import VAE
 from tinyvae.train import (CHECKPOINT, METRICS, TrainConfig, Trainer, encode_all, evaluate, load_data,
                            streams, train)
+from synthetic import tiny_data, write_mnist_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_data(n_train=30, n_test=10, seed=0):
-    rng = np.random.default_rng(seed)
-    return {split: (rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n))
-            for split, n in (("train", n_train), ("test", n_test))}
-
-
-def idx_gz(array):
-    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
-    return gzip.compress(header + array.astype(">u1").tobytes(), compresslevel=1)
-
-
-def write_mnist_dir(root, n_train=60, n_test=10, seed=0):
-    """A synthetic data dir in the official MNIST layout (random pixels)."""
-    rng = np.random.default_rng(seed)
-    (root / "mnist").mkdir(parents=True, exist_ok=True)
-    for (images, labels), n in ((("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"), n_train),
-                                (("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"), n_test)):
-        (root / "mnist" / images).write_bytes(idx_gz(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)))
-        (root / "mnist" / labels).write_bytes(idx_gz(rng.integers(0, 10, n, dtype=np.uint8)))
-    return root
 
 
 def start_cli(args):
@@ -113,7 +91,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return write_mnist_dir(tmp_path_factory.mktemp("data"))
+    return write_mnist_dir(tmp_path_factory.mktemp("data"), n_train=60)
 
 
 def run_args(data_dir, out):

@@ -208,6 +208,7 @@ class VAE:
         x : (N, H, W, C); eps : (N, L) standard normal noise.
         Returns xhat (N, H, W, C), mu (N, L), logvar (N, L).
         """
+        self.check_images(x)
         self.check_latent(eps, "eps", n=len(x))
         mu, logvar = self.encode(x)                      # (N, L) twice
         z, self._reparam_cache = L.reparam_forward(mu, logvar, eps.astype(self.dtype, copy=False))

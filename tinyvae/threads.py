@@ -11,12 +11,12 @@ import contextlib
 from .errors import ConfigError
 
 
-def _check(n):
+def _check(n, name):
     import numba
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"the number of threads must be a positive integer, got {n!r}")
+        raise ConfigError(f"{name} must be a positive integer, got {n!r}")
     if n > numba.config.NUMBA_NUM_THREADS:
-        raise ConfigError(f"{n} threads is more than the {numba.config.NUMBA_NUM_THREADS} "
+        raise ConfigError(f"{name} {n} is more than the {numba.config.NUMBA_NUM_THREADS} "
                           f"threads numba can use here")
 
 
@@ -24,7 +24,7 @@ def set_threads(n):
     """Use ``n`` threads in numba kernels and in BLAS from now on."""
     import numba
     from threadpoolctl import threadpool_limits
-    _check(n)
+    _check(n, "threads")
     numba.set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")
 
@@ -37,7 +37,7 @@ def thread_limit(n):
         return
     import numba
     from threadpoolctl import threadpool_limits
-    _check(n)
+    _check(n, "--threads")
     old = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
