@@ -237,14 +237,17 @@ class Trainer:
             self.seconds += now - self._t0
         self._t0 = now
 
+    def _diverged(self, what):
+        """The TrainingDiverged error for ``what`` went wrong, saying which checkpoint is kept."""
+        kept = f" and the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path else ""
+        return TrainingDiverged(f"{what}; training stopped{kept}. Try a smaller learning rate.")
+
     def _check_finite(self):
-        kept = (f"; the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path else "")
         for what, arrays in (("parameter", self.model.params), ("Adam's first moment of", self.opt.m),
                              ("Adam's second moment of", self.opt.v)):
             for name, p in arrays.items():
                 if not np.all(np.isfinite(p)):
-                    raise TrainingDiverged(f"{what} {name} is not finite at {self.where()}: training "
-                                           f"diverged and stopped{kept}. Try a smaller learning rate.")
+                    raise self._diverged(f"{what} {name} is not finite at {self.where()}")
 
     def save(self):
         """Checkpoint the whole state atomically (refusing a non-finite model or optimizer)."""
@@ -362,12 +365,9 @@ class Trainer:
                 eps = self.rng.standard_normal((len(idx), model.arch.latent), dtype=np.float32)
                 r = model.loss(x, eps)
                 if not all(math.isfinite(r[k]) for k in HISTORY_KEYS):
-                    raise TrainingDiverged(
+                    raise self._diverged(
                         f"the loss became {r['loss']} (rec {r['rec']}, kl {r['kl']}) at epoch "
-                        f"{self.epoch + 1}, step {self.step + 1} (global step {self.global_step + 1}); "
-                        f"training stopped" + (f" and the last good checkpoint {self.checkpoint_path} is kept"
-                                               if self.checkpoint_path else "")
-                        + ". Try a smaller learning rate.")
+                        f"{self.epoch + 1}, step {self.step + 1} (global step {self.global_step + 1})")
                 self.opt.step(model.params, model.grads)
                 for k in HISTORY_KEYS:
                     self.history[k].append(r[k])
@@ -381,11 +381,9 @@ class Trainer:
             bar.close()
         test = evaluate(model, self.x_test, self.eval_seed)
         if not all(math.isfinite(test[k]) for k in HISTORY_KEYS):
-            raise TrainingDiverged(
+            raise self._diverged(
                 f"the test loss became {test['loss']} (rec {test['rec']}, kl {test['kl']}) after "
-                f"epoch {self.epoch + 1} (global step {self.global_step}); training stopped"
-                + (f" and the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path
-                   else "") + ". Try a smaller learning rate.")
+                f"epoch {self.epoch + 1} (global step {self.global_step})")
         self.epochs.append(test)
         if progress:
             tqdm.write(f"epoch {self.epoch + 1}: test loss {test['loss']:.3f} "
