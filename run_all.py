@@ -31,7 +31,8 @@ from tinyvae.cli import add_train_args, positive_int, thread_limit
 from tinyvae.data import CLASS_NAMES, load
 from tinyvae.errors import ConfigError, Interrupted, TinyVAEError
 from tinyvae.models import get_arch
-from tinyvae.train import CHECKPOINT, METRICS, TrainConfig, check_out_dir, encode_all, streams, train
+from tinyvae.train import (CHECKPOINT, METRICS, TrainConfig, check_out_dir, encode_all,
+                           select_subsets, streams, train)
 
 RUNS = (("simple", "mnist"), ("simple", "cifar10"), ("highdim", "cifar10"), ("deep", "cifar10"))
 DATASETS = ("mnist", "cifar10")
@@ -112,23 +113,6 @@ def configs(args):
         out[run_name(model, dataset)] = TrainConfig(model=model, dataset=dataset, epochs=epochs,
                                                     seed=args.seed, train_subset=tr,
                                                     test_subset=te).validate()
-    return out
-
-
-def subset(full, cfg):
-    """The run's train/test images and labels: the same subsets as ``tinyvae.train.load_data``.
-
-    Mirrors ``load_data`` (same seed stream, same draws) but reuses arrays already in memory,
-    so CIFAR-10 is read from disk once for three runs.
-    """
-    _, subset_rng, _, _ = streams(cfg.seed)
-    out = {}
-    for split, k in (("train", cfg.train_subset), ("test", cfg.test_subset)):
-        x, y = full[split]
-        if k is not None and k < len(x):
-            idx = np.sort(subset_rng.choice(len(x), size=k, replace=False))
-            x, y = x[idx], y[idx]
-        out[split] = (x, y)
     return out
 
 
@@ -305,7 +289,7 @@ def run_study(args):
 
     metrics, arrays, pcas = {}, {}, {}
     for i, (r, cfg) in enumerate(runs.items(), 1):
-        data = subset(full[cfg.dataset], cfg)
+        data = select_subsets(full[cfg.dataset], cfg)
         n_tr, n_te = len(data["train"][0]), len(data["test"][0])
         done = args.resume and finished_before(run_dirs[r], cfg)
         say(f"run {i}/{len(runs)} {cfg.model}/{cfg.dataset}: "

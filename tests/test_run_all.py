@@ -147,7 +147,7 @@ def test_subsets_are_those_of_train_load_data(mnist_data_dir):
     run_all = load_run_all()
     cfg = TrainConfig(dataset="mnist", train_subset=300, test_subset=100, seed=3)
     full = {s: load("mnist", s, mnist_data_dir) for s in ("train", "test")}
-    mine, theirs = run_all.subset(full, cfg), load_data(cfg, mnist_data_dir)
+    mine, theirs = run_all.select_subsets(full, cfg), load_data(cfg, mnist_data_dir)
     for split in ("train", "test"):
         for a, b in zip(mine[split], theirs[split]):
             np.testing.assert_array_equal(a, b)

@@ -105,17 +105,23 @@ def streams(seed):
             np.random.default_rng(training), evaluation)
 
 
-def load_data(cfg, data_dir=None):
-    """Train and test images (uint8 NHWC) and labels for ``cfg``, subsets applied."""
+def select_subsets(full, cfg):
+    """``cfg``'s train and test subsets of ``full = {"train": (x, y), "test": (x, y)}``,
+    drawn with the seed's subset stream (all images where a subset is None)."""
     _, subset_rng, _, _ = streams(cfg.seed)
     out = {}
     for split, k in (("train", cfg.train_subset), ("test", cfg.test_subset)):
-        x, y = load(cfg.dataset, split, data_dir)
+        x, y = full[split]
         if k is not None and k < len(x):
             idx = np.sort(subset_rng.choice(len(x), size=k, replace=False))
             x, y = x[idx], y[idx]
         out[split] = (x, y)
     return out
+
+
+def load_data(cfg, data_dir=None):
+    """Train and test images (uint8 NHWC) and labels for ``cfg``, subsets applied."""
+    return select_subsets({split: load(cfg.dataset, split, data_dir) for split in ("train", "test")}, cfg)
 
 
 def evaluate(model, images, seed_seq, batch_size=100, beta=None):
