@@ -60,27 +60,7 @@ def save_arrays(path, arrays):
     arrays = dict(arrays)
     arrays["meta/format"] = np.array(FORMAT, dtype=np.int64)
     arrays["meta/checksum"] = np.array(_checksum(arrays))
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:                                   # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    atomic_write(path, lambda f: np.savez(f, **arrays), binary=True, prefix=".ckpt-")
 
 
 def _read_member(zf, info, path):
@@ -157,13 +137,15 @@ def load_arrays(path):
     return arrays
 
 
-def save_text(path, text):
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+def atomic_write(path, write, binary, prefix=".tmp-"):
+    """Call ``write(f)`` on a temporary file beside ``path``, fsync it and
+    ``os.replace`` it over ``path``: readers see the old file or the new one,
+    never a torn one. The temporary file is removed if anything fails."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)
@@ -172,6 +154,19 @@ def save_text(path, text):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:                                   # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def save_text(path, text):
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def json_array(obj):
