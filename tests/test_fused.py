@@ -98,3 +98,15 @@ def test_model_uses_fused_layers_and_skips_first_dx():
     assert not model.encoder[0].need_dx and model.encoder[3].need_dx
     assert sum(isinstance(l, L.UpsampleConvTranspose2D) for l in model.decoder) == 2
 
+
+
+def test_summary_shows_every_size_of_the_study_models():
+    simple = VAE("simple", (28, 28, 1), np.random.default_rng(0)).summary()
+    for shape in ["(26, 26, 32)", "(13, 13, 32)", "(11, 11, 64)", "(5, 5, 64)", "(1600,)",
+                  "(10, 10, 64)", "(12, 12, 64)", "(24, 24, 64)", "(26, 26, 32)", "(28, 28, 1)"]:
+        assert shape in simple, shape
+    assert simple.splitlines()[-1].split()[-1] == "929,093"
+    deep = VAE("deep", (32, 32, 3), np.random.default_rng(0)).summary()
+    for shape in ["(6, 6, 128)", "(12, 12, 128)", "(14, 14, 128)", "(28, 28, 128)", "(30, 30, 32)"]:
+        assert shape in deep, shape
+    assert deep.splitlines()[-1].split()[-1] == "10,208,519"

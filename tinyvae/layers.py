@@ -431,9 +431,6 @@ class UpsampleConvTranspose2D(ConvTranspose2D):
         H, W, F = in_shape
         return super().output_shape((H * self.factor, W * self.factor, F))
 
-    def __repr__(self):
-        return f"Upsample2D({self.factor}) + {super().__repr__()}"
-
 
 class MaxPool2D(Layer):
     def __init__(self, pool=2, backend=None):

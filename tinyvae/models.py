@@ -157,6 +157,10 @@ class VAE:
             else:
                 if name.startswith("dec0"):
                     shape = (self.arch.latent,)
+                if isinstance(layer, L.UpsampleConvTranspose2D):   # fused: show both halves
+                    H, W, C = shape
+                    rows.append((f"{name} Upsample2D({layer.factor}), fused into the next row",
+                                 (H * layer.factor, W * layer.factor, C), 0))
                 out = shape = tuple(layer.output_shape(shape))
             rows.append((f"{name} {layer!r}", out, sum(p.size for p in layer.params.values())))
         total = sum(p.size for p in self.params.values())
