@@ -33,7 +33,6 @@ batch of 50 (data preparation is not timed, for either).
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -51,7 +50,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from tinyvae import bench  # noqa: E402
 from tinyvae.threads import thread_limit  # noqa: E402
 from tinyvae.errors import TinyVAEError  # noqa: E402
-from tinyvae.models import ARCHS, IMAGE_SHAPES, get_arch  # noqa: E402
+from tinyvae.models import get_arch  # noqa: E402
 
 
 # --------------------------------------------------------------------------
@@ -253,12 +252,7 @@ class TorchStepRunner:
         self.opt.step()
 
     def time_steps(self, n):
-        out = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            self.step()
-            out.append(time.perf_counter() - t0)
-        return out
+        return bench.time_calls(self.step, n)
 
 
 def torch_sgemm(n=2048, repeats=5, min_seconds=0.2):

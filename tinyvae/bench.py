@@ -224,12 +224,17 @@ class StepRunner:
 
     def time_steps(self, n):
         """Seconds of each of ``n`` steps."""
-        out = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            self.step()
-            out.append(time.perf_counter() - t0)
-        return out
+        return time_calls(self.step, n)
+
+
+def time_calls(fn, n):
+    """Seconds of each of ``n`` calls of ``fn()`` (shared with benchmarks/compare_torch.py)."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
 
 
 def parse_pairs(text):
