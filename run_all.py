@@ -7,7 +7,10 @@
 
 Runs, each trained with :func:`tinyvae.train.train` (Adam lr 1e-4, batch 50)
 into ``OUT/runs/<model>_<dataset>/``: simple/MNIST, simple/CIFAR-10,
-highdim/CIFAR-10, deep/CIFAR-10. Then every run is evaluated on its test set
+highdim/CIFAR-10, deep/CIFAR-10. By default as many runs train side by side
+as there are cores, each in its own process on one thread
+(:mod:`tinyvae.parallel`), longest first; ``--jobs 1`` trains them one after
+another in this process. Then every run is evaluated on its test set
 (latent means, kNN separability against a PCA-of-pixels baseline, active units,
 per-dimension KL, negative ELBO in nats and bits per dimension), the figures are
 drawn into ``OUT/figures/`` and ``OUT/metrics.json`` and ``OUT/REPORT.md`` written.
@@ -28,9 +31,11 @@ import numpy as np
 from tinyvae import evaluate as ev
 from tinyvae import figures, report
 from tinyvae.cli import add_train_args, positive_int, thread_limit
-from tinyvae.data import CLASS_NAMES, load
+from tinyvae.data import CLASS_NAMES, IMAGE_SHAPES, load
 from tinyvae.errors import ConfigError, Interrupted, TinyVAEError
-from tinyvae.models import get_arch
+from tinyvae.bench import step_flops
+from tinyvae.models import VAE, get_arch
+from tinyvae.parallel import planned_steps, train_parallel
 from tinyvae.train import (CHECKPOINT, METRICS, TrainConfig, check_out_dir, encode_all,
                            select_subsets, streams, train)
 
@@ -99,8 +104,32 @@ def build_parser():
                    help="evaluate on this many test images (default all, or the --quick sizes)")
     p.add_argument("--knn-k", type=positive_int, default=ev.KNN_K,
                    help=f"neighbours in the kNN separability test (default {ev.KNN_K})")
-    add_train_args(p)
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help=f"train this many runs side by side, each in its own process (default: one per "
+                        f"core, at most {len(RUNS)}; here {default_jobs()}); 1 trains them one after "
+                        f"another in this process")
+    add_train_args(p, threads_help="numba and BLAS threads of each training process and of the "
+                                    "evaluation (default: the cores shared out over --jobs, at least 1, "
+                                    "for training; all cores for the evaluation and with --jobs 1)")
     return p
+
+
+def cores():
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_jobs():
+    return max(1, min(len(RUNS), cores()))
+
+
+def run_cost(cfg):
+    """Multiply-adds to train ``cfg``, to start the longest runs first."""
+    model = VAE(cfg.model, IMAGE_SHAPES[cfg.dataset], np.random.default_rng(0), np.float32)
+    return step_flops(model, cfg.batch_size)[0] * planned_steps(cfg)
 
 
 def configs(args):
@@ -280,7 +309,20 @@ def run_study(args):
             raise ConfigError(f"{out} already holds runs ({', '.join(existing)}); pass --resume to "
                               f"continue them (finished runs are skipped), or choose another --out")
     preset = preset_name(args)
+    jobs = min(args.jobs or default_jobs(), len(runs))
+    threads = args.threads or (max(1, cores() // jobs) if jobs > 1 else None)
     say(f"{preset} settings: {len(runs)} runs into {os.path.abspath(out)}")
+
+    trained, peak_all = set(), None
+    todo = [r for r in runs if not (args.resume and finished_before(run_dirs[r], runs[r]))]
+    if jobs > 1 and todo:
+        order = sorted(todo, key=lambda r: -run_cost(runs[r]))
+        say(f"training {len(todo)} run(s), {min(jobs, len(todo))} at a time with {threads} thread(s) "
+            f"each, longest first: {', '.join(order)}")
+        res = train_parallel([(r, runs[r], run_dirs[r]) for r in order], jobs, threads,
+                             data_dir=args.data_dir, backend=args.backend, resume=args.resume,
+                             progress=not args.no_progress, log=say)
+        trained, peak_all = set(order), res["peak_rss_all_mib"]
 
     full = {}
     for ds in DATASETS:
@@ -291,12 +333,15 @@ def run_study(args):
     for i, (r, cfg) in enumerate(runs.items(), 1):
         data = select_subsets(full[cfg.dataset], cfg)
         n_tr, n_te = len(data["train"][0]), len(data["test"][0])
-        done = args.resume and finished_before(run_dirs[r], cfg)
-        say(f"run {i}/{len(runs)} {cfg.model}/{cfg.dataset}: "
-            + ("finished earlier, training skipped (resume); evaluating" if done else
-               f"training {cfg.epochs} epoch(s) on {n_tr} images, testing on {n_te}"))
-        result = train(cfg, out_dir=run_dirs[r], data=data, resume=args.resume,
-                       progress=not args.no_progress, backend=args.backend)
+        if r in trained:
+            what = "trained above; evaluating"
+        elif r not in todo:
+            what = "finished earlier, training skipped (resume); evaluating"
+        else:
+            what = f"training {cfg.epochs} epoch(s) on {n_tr} images, testing on {n_te}"
+        say(f"run {i}/{len(runs)} {cfg.model}/{cfg.dataset}: {what}")
+        result = train(cfg, out_dir=run_dirs[r], data=data, resume=args.resume or r in trained,
+                       progress=not args.no_progress and r not in trained, backend=args.backend)
         if cfg.dataset not in pcas:
             need = max(get_arch(c.model).latent for c in runs.values() if c.dataset == cfg.dataset)
             say(f"fitting the PCA-of-pixels baseline on {n_tr} {cfg.dataset} training images")
@@ -331,9 +376,12 @@ def run_study(args):
         "test_subset": {r: c.test_subset or "all" for r, c in runs.items()},
         "resumed": bool(args.resume),
         "train_seconds_total": float(sum(m["train_seconds"] for m in metrics.values())),
+        "jobs": jobs, "threads": threads,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "wall_seconds": time.perf_counter() - t_start,
     }
+    # this process and the training processes together (sampled while they ran)
+    study["peak_rss_all_mib"] = max(study["peak_rss_mib"], peak_all or 0.0)
     summary = {"study": study, "runs": metrics, "comparisons": comparisons}
     summary["claims"] = report.judge_claims(summary)
     summary = report.finite_or_null(summary)
@@ -349,7 +397,8 @@ def run_study(args):
     say(f"wrote {report_path}")
     for c in summary["claims"].values():
         say(f"claim ({c['id']}) {c['claim']}: {c['verdict'].upper()} -- {c['evidence']}")
-    say(f"done in {time.perf_counter() - t_start:.1f} s (peak memory {study['peak_rss_mib']:.0f} MiB)")
+    say(f"done in {time.perf_counter() - t_start:.1f} s (peak memory {study['peak_rss_all_mib']:.0f} MiB "
+        f"in all processes together)")
 
 
 def main(argv=None):

@@ -45,13 +45,12 @@ def positive_float(text):
     return v
 
 
-def add_train_args(p):
+def add_train_args(p, threads_help="pin numba and BLAS to this many threads (default: all cores)"):
     """The flags shared by ``train`` and ``run_all.py``'s per-run settings."""
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     p.add_argument("--data-dir", default=None,
                    help="folder with mnist/ and cifar10/ (default $TINYVAE_DATA_DIR, else ~/.cache/tinyvae)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="pin numba and BLAS to this many threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help=threads_help)
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="kernels: numba (fast, default) or numpy (the reference); "
                         "also settable as $TINYVAE_KERNELS")

@@ -70,6 +70,7 @@ CLASS_NAMES = {
                 "dog", "frog", "horse", "ship", "truck"),
 }
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+SPLIT_SIZES = {"mnist": {"train": 60000, "test": 10000}, "cifar10": {"train": 50000, "test": 10000}}
 
 _MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 _MNIST_FILES = {  # split -> (images file, labels file)

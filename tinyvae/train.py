@@ -219,6 +219,7 @@ class Trainer:
         self.epochs = []
         self._signal = None
         self._t0 = None
+        self.callback = None    # callback(trainer, event): event "step" after each batch, "epoch" after each test
 
     @property
     def global_step(self):
@@ -383,6 +384,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{r['loss']:.2f}", rec=f"{r['rec']:.2f}", kl=f"{r['kl']:.2f}")
                 if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
                     self.save()
+                if self.callback is not None:
+                    self.callback(self, "step")
         finally:
             bar.close()
         test = evaluate(model, self.x_test, self.eval_seed)
@@ -396,6 +399,8 @@ class Trainer:
                        f"(rec {test['rec']:.3f}, kl {test['kl']:.3f})")
         self.epoch, self.step, self.perm = self.epoch + 1, 0, None
         self.save()
+        if self.callback is not None:
+            self.callback(self, "epoch")
 
     def _stop(self):
         self.save()
@@ -509,7 +514,8 @@ def _remove_stale_temporaries(out_dir):
                 pass
 
 
-def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=True, backend=None):
+def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=True, backend=None,
+          callback=None):
     """Train one VAE; the whole study's runs are built from this.
 
     Parameters
@@ -522,6 +528,9 @@ def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=Tr
         run only gets its ``metrics.json`` written again)
     progress : show tqdm progress bars
     backend : kernel backend (None: ``$TINYVAE_KERNELS``, default numba)
+    callback : optional ``callback(trainer, event)``, called with the :class:`Trainer`
+        after every batch (``event="step"``) and after every epoch's test and
+        checkpoint (``"epoch"``); it must not change the trainer
 
     Returns
     -------
@@ -551,6 +560,7 @@ def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=Tr
     if data is None:
         data = load_data(cfg, data_dir)
     trainer = Trainer(cfg, data, out_dir, backend)
+    trainer.callback = callback
     if resume and path and os.path.exists(path):
         trainer.restore(path)
         if progress:

@@ -1,0 +1,169 @@
+"""Runs trained side by side (tinyvae.parallel, ``run_all.py --jobs``): the same numbers as one
+after another, Ctrl-C and a killed parent leave every run checkpointed, errors name the run.
+
+Two tiny runs on synthetic MNIST files, one thread each; the signal tests drive
+``train_parallel`` in a subprocess, as ``run_all.py`` does.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tinyvae import checkpoint as ckpt
+from tinyvae.cli import thread_limit
+from tinyvae.errors import ConfigError, DataError
+from tinyvae.parallel import planned_steps, rss_mib, train_parallel
+from tinyvae.train import CHECKPOINT, TrainConfig, train
+from synthetic import write_mnist_dir
+from test_train import position, same_state, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPOCHS = 40
+SEEDS = {"a": 1, "b": 2}
+
+DRIVER = r"""
+import sys
+from tinyvae.errors import Interrupted, TinyVAEError
+from tinyvae.parallel import train_parallel
+from tinyvae.train import TrainConfig
+data_dir, out, resume, epochs = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
+tasks = [(name, TrainConfig(dataset="mnist", epochs=epochs, batch_size=10, test_subset=10, lr=1e-3,
+                            seed=seed), f"{out}/{name}") for name, seed in (("a", 1), ("b", 2))]
+try:
+    train_parallel(tasks, jobs=2, threads=1, data_dir=data_dir, resume=resume, progress=False)
+except Interrupted as e:
+    print(e, file=sys.stderr)
+    sys.exit(e.exit_code)
+except TinyVAEError as e:
+    print(e, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def config(name, epochs=EPOCHS):
+    return TrainConfig(dataset="mnist", epochs=epochs, batch_size=10, test_subset=10, lr=1e-3,
+                       seed=SEEDS[name])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_mnist_dir(tmp_path_factory.mktemp("data"), n_train=60)
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+    """Both runs trained one after another in this process, one thread."""
+    out = {}
+    with thread_limit(1):
+        for name in SEEDS:
+            d = tmp_path_factory.mktemp(f"ref_{name}")
+            train(config(name), out_dir=d, data_dir=data_dir, progress=False)
+            out[name] = ckpt.load_arrays(d / CHECKPOINT)
+    return out
+
+
+def start_driver(data_dir, out, resume=False):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-u", "-c", DRIVER, str(data_dir), str(out), "1" if resume else "0",
+                             str(EPOCHS)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def both_checkpointed(out):
+    return lambda: all(position(out / n / CHECKPOINT) for n in SEEDS)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_side_by_side_equals_one_after_another(data_dir, reference, tmp_path):
+    tasks = [(n, config(n), tmp_path / n) for n in SEEDS]
+    lines = []
+    res = train_parallel(tasks, jobs=2, threads=1, data_dir=data_dir, progress=False, log=lines.append)
+    assert set(res["seconds"]) == set(SEEDS) and all(s > 0 for s in res["seconds"].values())
+    for n in SEEDS:
+        assert same_state(ckpt.load_arrays(tmp_path / n / CHECKPOINT), reference[n]) > 10
+    assert sum("epoch" in line for line in lines) == 2 * EPOCHS       # every epoch's test loss is shown
+    if rss_mib(os.getpid()) is not None:
+        assert 100 < res["peak_rss_all_mib"] < 4096
+
+
+def test_one_job_at_a_time_also_equal(data_dir, reference, tmp_path):
+    tasks = [(n, config(n), tmp_path / n) for n in SEEDS]
+    train_parallel(tasks, jobs=1, threads=1, data_dir=data_dir, progress=False, log=lambda s: None)
+    for n in SEEDS:
+        same_state(ckpt.load_arrays(tmp_path / n / CHECKPOINT), reference[n])
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_every_run_with_a_checkpoint_and_resume_finishes_equal(
+        data_dir, reference, tmp_path, sig, code):
+    p = start_driver(data_dir, tmp_path)
+    wait_until(p, both_checkpointed(tmp_path))
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == code, err
+    assert "--resume" in err and "Traceback" not in err
+    for n in SEEDS:
+        epoch, _, done = position(tmp_path / n / CHECKPOINT)
+        assert not done and epoch < EPOCHS
+    p = start_driver(data_dir, tmp_path, resume=True)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    for n in SEEDS:
+        same_state(ckpt.load_arrays(tmp_path / n / CHECKPOINT), reference[n])
+
+
+def test_children_of_a_killed_parent_save_and_stop(data_dir, reference, tmp_path):
+    p = start_driver(data_dir, tmp_path)
+    wait_until(p, both_checkpointed(tmp_path))
+    p.send_signal(signal.SIGKILL)
+    out, _ = p.communicate(timeout=60)
+    pids = [int(line.split("(process ")[1].split(",")[0]) for line in out.splitlines() if "(process " in line]
+    assert len(pids) == 2, out
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids), "an orphaned run kept training"
+    positions = [position(tmp_path / n / CHECKPOINT) for n in SEEDS]
+    assert all(pos is not None and not pos[2] for pos in positions), positions
+    p = start_driver(data_dir, tmp_path, resume=True)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    for n in SEEDS:
+        same_state(ckpt.load_arrays(tmp_path / n / CHECKPOINT), reference[n])
+
+
+def test_an_error_names_the_run_and_starts_no_more(tmp_path):
+    tasks = [(n, config("a", 1), tmp_path / n) for n in ("a", "b", "c")]
+    lines = []
+    with pytest.raises(DataError, match=r"(?s)^[ab]: mnist data not found.*nowhere"):
+        train_parallel(tasks, jobs=2, data_dir=tmp_path / "nowhere", progress=False, log=lines.append)
+    assert not any(line.startswith("started c") for line in lines), lines
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True, "2"])
+def test_bad_jobs(jobs, tmp_path):
+    with pytest.raises(ConfigError, match="jobs"):
+        train_parallel([("a", config("a"), tmp_path)], jobs=jobs)
+
+
+def test_duplicate_names(tmp_path):
+    with pytest.raises(ConfigError, match="differ"):
+        train_parallel([("a", config("a"), tmp_path / "1"), ("a", config("a"), tmp_path / "2")], jobs=2)
+
+
+def test_planned_steps():
+    assert planned_steps(TrainConfig(dataset="mnist", epochs=10)) == 12000
+    assert planned_steps(TrainConfig(dataset="cifar10", epochs=10)) == 10000
+    assert planned_steps(TrainConfig(dataset="cifar10", epochs=2, train_subset=1001)) == 42
+    assert planned_steps(TrainConfig(dataset="mnist", epochs=1, train_subset=10**6)) == 1200
