@@ -376,7 +376,7 @@ def run_study(args):
         "test_subset": {r: c.test_subset or "all" for r, c in runs.items()},
         "resumed": bool(args.resume),
         "train_seconds_total": float(sum(m["train_seconds"] for m in metrics.values())),
-        "jobs": jobs, "threads": threads,
+        "jobs": jobs, "threads": threads, "runs_trained_here": len(todo),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "wall_seconds": time.perf_counter() - t_start,
     }

@@ -224,6 +224,14 @@ def results_table(runs):
     return _table(["metric"] + [RUN_TITLES.get(r, r) for r in names], rows)
 
 
+def _jobs_text(st):
+    jobs, threads = st.get("jobs", 1), st.get("threads")
+    th = f"{threads} thread{'s' * (threads != 1)}" if threads else "all cores"
+    if jobs > 1:
+        return f"{jobs} runs at a time, each in its own process with {th} (`--jobs {jobs}`)"
+    return f"one run after another in the study process, {th} (`--jobs 1`)"
+
+
 def render(summary, figure_paths):
     """The whole REPORT.md text.
 
@@ -253,7 +261,11 @@ def render(summary, figure_paths):
         + (" (resumed: runs finished earlier were not retrained)" if st.get("resumed") else "")
         + f"; training time summed over the four runs (from their checkpoints): "
           f"{_duration(st['train_seconds_total'])}.",
-        f"- Peak memory (max RSS) of the study process: {st['peak_rss_mib']:.0f} MiB.",
+        f"- Training: {_jobs_text(st)}.",
+        f"- Peak memory (max RSS) of the study process: {st['peak_rss_mib']:.0f} MiB"
+        + (f"; of all its processes together (sampled while the runs trained side by side): "
+           f"{st['peak_rss_all_mib']:.0f} MiB." if st.get("jobs", 1) > 1 and st.get("runs_trained_here")
+           else "."),
         "",
         "## The paper's claims, checked",
         "",
