@@ -2,10 +2,12 @@
 
 The quick study needs the real MNIST and CIFAR-10 (``TINYVAE_DATA_DIR``); it
 skips without them, and fails under CI. It runs once per module (one to two
-minutes); the other tests reuse its output folder. It runs with ``--threads 1``:
-on a machine whose cores are busy with other work, numba's and BLAS's threads
-oversubscribe them and a step can take ten times longer, while one thread
-costs little on two free cores.
+minutes); the other tests reuse its output folder. It runs with ``--jobs 2
+--threads 1`` (two runs side by side, one thread each, whatever the machine's
+core count): on a machine whose cores are busy with other work, numba's and
+BLAS's threads oversubscribe them and a step can take ten times longer.
+That the side-by-side runs equal one-after-another runs is checked in
+``test_parallel.py``.
 """
 import importlib.util
 import json
@@ -46,7 +48,7 @@ def load_run_all():
 @pytest.fixture(scope="module")
 def quick(real_data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "results"
-    p = run(["--quick", "--out", str(out), "--threads", "1"], real_data_dir)
+    p = run(["--quick", "--out", str(out), "--threads", "1", "--jobs", "2"], real_data_dir)
     assert p.returncode == 0, f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
     return out, p
 
@@ -66,6 +68,11 @@ def test_quick_study_writes_every_figure_and_report(quick):
         assert (out / "runs" / model_dataset / "checkpoint.npz").is_file()
     assert "Quick preset" in report and "Wall time" in report
     assert "[run_all" in p.stdout and "figure fig12" in p.stdout
+    # the default trains the runs side by side, one process each, longest first
+    assert re.search(r"training 4 run\(s\), 2 at a time with 1 thread\(s\) each, longest first: "
+                     r"deep_cifar10, ", p.stdout), p.stdout[:2000]
+    assert "- Training: 2 runs at a time, each in its own process with 1 thread (`--jobs 2`)." in report
+    assert "of all its processes together" in report
 
 
 def _numbers(obj, path="metrics"):
@@ -104,6 +111,8 @@ def test_metrics_are_complete_and_finite(quick):
         assert 0.5 < runs[r]["vehicle_animal"]["majority_rate"] < 0.75
     assert set(m["claims"]) == {"a", "b", "c", "d"}
     assert m["study"]["peak_rss_mib"] < 1536
+    assert m["study"]["peak_rss_mib"] <= m["study"]["peak_rss_all_mib"] < 2048
+    assert m["study"]["jobs"] == 2 and m["study"]["threads"] == 1 and m["study"]["runs_trained_here"] == 4
 
 
 def test_report_states_each_claim_with_a_computed_verdict(quick):

@@ -200,6 +200,8 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
                     failures.append((name, info["type"], info["message"]))
                 elif event == "interrupted":
                     say(f"{name}: {info['message']}")
+                elif received:                           # the signal came before train() could catch it
+                    say(f"{name}: stopped before its training began (status {p.exitcode})")
                 elif p.exitcode < 0:
                     failures.append((name, "TinyVAEError",
                                      f"its process was killed by {signal.Signals(-p.exitcode).name}; "
