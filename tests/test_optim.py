@@ -254,3 +254,16 @@ def test_bad_betas_and_eps_raise(kw):
 def test_good_config_is_accepted():
     opt = Adam(lr=1e-4)
     assert (opt.lr, opt.beta1, opt.beta2, opt.eps, opt.t) == (1e-4, 0.9, 0.999, 1e-7, 0)
+
+
+def test_state_dict_without_copy_is_live():
+    """``copy=False`` (the checkpoint's path) hands out the moment arrays themselves, equal to a snapshot."""
+    opt = Adam(lr=0.1, backend="numpy")
+    params = {"w": np.ones(3)}
+    opt.step(params, {"w": np.ones(3)})
+    live, snap = opt.state_dict(copy=False), opt.state_dict()
+    assert live["m/w"] is opt.m["w"] and live["v/w"] is opt.v["w"]
+    for k in snap:
+        assert_array_equal(live[k], snap[k])
+    opt.step(params, {"w": np.ones(3)})
+    assert not np.array_equal(live["m/w"], snap["m/w"])

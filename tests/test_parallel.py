@@ -157,6 +157,12 @@ def test_bad_jobs(jobs, tmp_path):
         train_parallel([("a", config("a"), tmp_path)], jobs=jobs)
 
 
+@pytest.mark.parametrize("threads", [0, None, 1.5, True])
+def test_bad_threads(threads, tmp_path):
+    with pytest.raises(ConfigError, match="threads"):
+        train_parallel([("a", config("a"), tmp_path)], jobs=1, threads=threads)
+
+
 def test_duplicate_names(tmp_path):
     with pytest.raises(ConfigError, match="differ"):
         train_parallel([("a", config("a"), tmp_path / "1"), ("a", config("a"), tmp_path / "2")], jobs=2)

@@ -54,12 +54,17 @@ class Adam:
             kernels.adam_update(p, grads[name], self.m[name], self.v[name],
                                 lr_t, self.beta1, self.beta2, self.eps, self.backend)
 
-    def state_dict(self):
-        """Arrays and numbers that restore this optimizer exactly (see load_state_dict)."""
+    def state_dict(self, copy=True):
+        """Arrays and numbers that restore this optimizer exactly (see load_state_dict).
+
+        With ``copy=True`` the arrays are a snapshot; ``copy=False`` returns the
+        live moment arrays, which the next :meth:`step` changes in place (for a
+        caller that writes them out at once, such as a checkpoint).
+        """
         state = {"t": np.array(self.t, dtype=np.int64)}
         for name in self.m:
-            state[f"m/{name}"] = self.m[name].copy()   # a snapshot: step() updates in place
-            state[f"v/{name}"] = self.v[name].copy()
+            state[f"m/{name}"] = self.m[name].copy() if copy else self.m[name]
+            state[f"v/{name}"] = self.v[name].copy() if copy else self.v[name]
         return state
 
     def load_state_dict(self, state):

@@ -110,6 +110,8 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be a positive integer, got {jobs!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
     names = [t[0] for t in tasks]
     if len(set(names)) != len(names):
         raise ConfigError(f"task names must differ, got {names}")
@@ -120,14 +122,13 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
     outcome, failures, seconds = {}, [], {}
     peak = [None]
 
-    def on_signal(signum, frame):
-        received.append(signum)
-        for p in running.values():
-            _kill(p, signum)
-
     def stop_all(signum):
         for p in running.values():
             _kill(p, signum)
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        stop_all(signum)
 
     def handle(name, event, info):
         if "step" in info:

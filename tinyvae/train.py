@@ -263,7 +263,7 @@ class Trainer:
         self._tick()
         self._check_finite()
         arrays = {f"param/{k}": v for k, v in self.model.params.items()}
-        arrays.update({f"adam/{k}": v for k, v in self.opt.state_dict().items()})
+        arrays.update({f"adam/{k}": v for k, v in self.opt.state_dict(copy=False).items()})  # written now
         arrays.update({f"history/{k}": np.asarray(v, dtype=np.float64) for k, v in self.history.items()})
         arrays.update({f"epochs/{k}": np.asarray([e[k] for e in self.epochs], dtype=np.float64)
                        for k in HISTORY_KEYS})
