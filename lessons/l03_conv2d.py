@@ -21,6 +21,7 @@ import numpy as np
 
 from lessons._common import savefig, setup
 from tinyvae import kernels
+from tinyvae.bench import time_calls
 from tinyvae.geometry import conv_geometry
 from tinyvae.gradcheck import check_gradient, rel_error
 from tinyvae.layers import conv2d_backward, conv2d_forward
@@ -184,12 +185,7 @@ for s, pad in ((1, "valid"), (2, "same")):
 
 # %%
 def seconds(fn, repeat=3):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return min(time_calls(fn, repeat))        # the best of `repeat` calls
 
 
 N = 64 if args.full else 16

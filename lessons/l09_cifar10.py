@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lessons._common import need_data, savefig, setup
+from tinyvae.bench import time_calls
 from tinyvae.data import CLASS_NAMES, load
 from tinyvae.models import ARCHS, VAE
 from tinyvae.train import TrainConfig, encode_all, to_float, train
@@ -149,12 +150,7 @@ for name, cfg in cfgs.items():
     results[name] = train(cfg, data=short, progress=args.full)
     m = results[name].model
     eps = rng.standard_normal((10, m.arch.latent), dtype=np.float32)
-    times = []
-    for _ in range(3):                                    # one loss + backward on 10 images
-        t0 = time.perf_counter()
-        m.loss(x_te[:10], eps)
-        times.append(time.perf_counter() - t0)
-    step_time[name] = min(times)
+    step_time[name] = min(time_calls(lambda: m.loss(x_te[:10], eps), 3))  # loss + backward, 10 images
     ep = results[name].epochs[-1]
     print(f"{name:8s} {step_time[name] * 1e3:6.0f} ms per step of 10 images; test rec {ep['rec']:7.1f}, kl {ep['kl']:5.2f}")
 print(f"{'':8s} grey image {sse_grey:.1f}, mean image {sse_mean:.1f}, PCA-2 {sse_pca[2]:.1f}, "
