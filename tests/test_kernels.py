@@ -1,7 +1,7 @@
 """The numba fast path against the NumPy reference (acceptance check 4).
 
 Every kernel (im2col, col2im, max-pool forward with its arg-max, max-pool
-backward, the fused Adam update) and the layers built on them (conv2d and
+backward, the bias gradient's column sum, the fused Adam update) and the layers built on them (conv2d and
 conv_transpose2d, forward and backward) run with ``backend="numba"`` and
 ``backend="numpy"`` on 24 random configurations drawn with a seeded rng,
 in float32 and float64.
@@ -166,6 +166,24 @@ def test_maxpool_backward(c, dtype):
     assert fast.shape == ref.shape == x.shape and fast.dtype == ref.dtype == dtype
     assert_array_equal(fast, ref)                   # a scatter: bit for bit
     assert np.count_nonzero(fast) == out.size
+
+
+# ------------------------------------------------------------------------------ bias gradients
+
+@by_dtype
+@by_cfg
+def test_bias_grad(c, dtype):
+    """A column sum: the numba kernel adds rows in NumPy's order, so bit for bit.
+    The configurations' 1-5 channels plus a conv-sized 32 and 128 columns."""
+    rng = np.random.default_rng(100 + c.i)
+    for cols in (c.C, 32, 128):
+        dout2 = maybe_strided(rng.standard_normal((c.N * c.H * c.W * 7, cols)).astype(dtype), c)
+        fast = kernels.bias_grad(dout2, backend="numba")
+        ref = kernels.bias_grad(dout2, backend="numpy")
+        assert fast.shape == ref.shape == (cols,) and fast.dtype == ref.dtype == dtype
+        assert_array_equal(fast, ref)
+        assert_allclose(ref, dout2.astype(np.float64).sum(axis=0), rtol=RTOL[dtype],
+                        atol=RTOL[dtype] * dout2.shape[0] * np.abs(dout2).max())
 
 
 # ------------------------------------------------------------------------------ Adam

