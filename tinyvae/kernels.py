@@ -430,7 +430,6 @@ def _maxpool_bwd_nb(dout, arg, pool, dx, lo, hi):
     # it was the arg-max, else zero. Rows and columns that no window covers
     # (odd sizes) are zeroed apart.
     N, Ho, Wo, C = dout.shape
-    H, W = dx.shape[1], dx.shape[2]
     for n in range(lo, hi):
         for i in range(Ho):
             for j in range(Wo):
