@@ -46,16 +46,16 @@ def dense_backward(dout, cache):
     return dx, dw, db
 
 
-def relu_forward(x):
+def relu_forward(x, backend=None):
     """``max(x, 0)`` elementwise; any shape."""
-    out = np.maximum(x, 0)                # same shape as x
-    return out, out
+    out = kernels.relu_forward(x, backend)  # same shape as x
+    return out, (out, backend)
 
 
 def relu_backward(dout, cache):
-    """The gradient passes where the output was positive."""
-    out = cache
-    dx = dout * (out > 0)                 # same shape as dout
+    """The gradient passes where the output was positive: ``dout * (out > 0)``."""
+    out, backend = cache
+    dx = kernels.relu_backward(dout, out, backend)  # same shape as dout
     return dx
 
 
@@ -468,8 +468,12 @@ class Upsample2D(Layer):
 
 
 class ReLU(Layer):
+    def __init__(self, backend=None):
+        super().__init__()
+        self.backend = backend
+
     def forward(self, x):
-        out, self.cache = relu_forward(x)
+        out, self.cache = relu_forward(x, self.backend)
         return out
 
     def backward(self, dout):
