@@ -119,6 +119,28 @@ def test_col2im(c, dtype):
     assert_allclose(fast, ref, rtol=rtol, atol=rtol * c.KH * c.KW * np.abs(cols).max())
 
 
+@pytest.mark.parametrize("C", [1, 3, kernels.SMALL_C - 1, kernels.SMALL_C, 12])
+def test_both_valid_stride1_paths_agree(C):
+    """'valid' stride 1 takes the run-copying kernels below SMALL_C channels and the
+    per-tap loops from it on: both equal the reference there, and each other bit for bit."""
+    rng = np.random.default_rng(C)
+    x = rng.standard_normal((2, 7, 6, C)).astype(np.float32)
+    out_hw = (5, 3)                                        # 3x4 kernel
+    assert kernels._runs_apply(x.shape, 3, 4, (1, 1), (0, 0), out_hw) == (C < kernels.SMALL_C)
+    cols = kernels.im2col(x, 3, 4, (1, 1), (0, 0), out_hw, backend="numba")
+    assert_array_equal(cols, kernels.im2col(x, 3, 4, (1, 1), (0, 0), out_hw, backend="numpy"))
+    loops = np.empty_like(cols)
+    kernels._im2col_nb(x, 3, 4, 1, 1, 0, 0, 5, 3, loops, 0, 2)
+    assert_array_equal(cols, loops)
+    dcols = rng.standard_normal(cols.shape).astype(np.float32)
+    dx = kernels.col2im(dcols, x.shape, 3, 4, (1, 1), (0, 0), out_hw, backend="numba")
+    ref = kernels.col2im(dcols, x.shape, 3, 4, (1, 1), (0, 0), out_hw, backend="numpy")
+    assert_allclose(dx, ref, rtol=1e-5, atol=1e-5 * 12 * np.abs(dcols).max())
+    loops = np.empty_like(dx)
+    kernels._col2im_nb(dcols, 3, 4, 1, 1, 0, 0, 5, 3, loops, 0, 2)
+    assert_array_equal(dx.view(np.uint32), loops.view(np.uint32))   # same order of additions
+
+
 # ------------------------------------------------------------------------------ max-pool
 
 def pool_of(c):
