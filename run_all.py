@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the whole study: the paper's four VAEs, every figure, metrics.json and REPORT.md.
 
-    python run_all.py                  # the paper's protocol (10 epochs, all data): about 40 min on 2 cores
+    python run_all.py                  # the paper's protocol (10 epochs, all data): about 35 min on 2 cores
     python run_all.py --quick          # 1 epoch on small subsets: under a minute
     python run_all.py --resume         # continue unfinished runs, skip finished ones
 
