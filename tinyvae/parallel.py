@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import errors
 from .data import SPLIT_SIZES
 from .errors import ConfigError, Interrupted, TinyVAEError
-from .threads import thread_limit
+from .threads import check_positive_int, thread_limit
 
 REPORT_EVERY = 0.5      # seconds between a child's progress messages
 
@@ -108,10 +108,8 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
     Interrupted : SIGINT or SIGTERM reached this process (after every child saved and stopped)
     TinyVAEError : a run failed (the same type, its message prefixed with the run's name)
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"jobs must be a positive integer, got {jobs!r}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    check_positive_int(jobs, "jobs")
+    check_positive_int(threads, "threads")
     names = [t[0] for t in tasks]
     if len(set(names)) != len(names):
         raise ConfigError(f"task names must differ, got {names}")

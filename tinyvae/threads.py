@@ -11,10 +11,15 @@ import contextlib
 from .errors import ConfigError
 
 
-def _check(n, name):
-    import numba
+def check_positive_int(n, name):
+    """A ConfigError unless ``n`` is an int >= 1 (a bool is not)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"{name} must be a positive integer, got {n!r}")
+
+
+def _check(n, name):
+    import numba
+    check_positive_int(n, name)
     if n > numba.config.NUMBA_NUM_THREADS:
         raise ConfigError(f"{name} {n} is more than the {numba.config.NUMBA_NUM_THREADS} "
                           f"threads numba can use here")
