@@ -114,6 +114,10 @@ def test_dense_gradients(shape):
     dx, dw, db = L.dense_backward(dout, cache)
     check_array_grads("dense", lambda: L.dense_forward(x, w, b)[0], dout,
                       {"x": (x, dx), "w": (w, dw), "b": (b, db)})
+    buf = np.full_like(w, np.nan)                    # dw= overwrites a given array, NaNs and all
+    _, dw_in_place, _ = L.dense_backward(dout, cache, dw=buf)
+    assert dw_in_place is buf
+    np.testing.assert_array_equal(buf, dw)
 
 
 # ---- elementwise and reshapes ---------------------------------------------------------

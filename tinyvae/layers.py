@@ -36,12 +36,19 @@ def dense_forward(x, w, b):
     return out, (x, w)
 
 
-def dense_backward(dout, cache):
-    """dout : (N, M) -> dx (N, D), dw (D, M), db (M,)"""
+def dense_backward(dout, cache, dw=None):
+    """dout : (N, M) -> dx (N, D), dw (D, M), db (M,)
+
+    ``dw``, optional: a C-contiguous (D, M) array the weight gradient is
+    written into and returned (its old values are overwritten, not added
+    to). :class:`Dense` passes its own ``grads["w"]``, so that a training
+    step does not allocate a fresh weight-sized array: for the deep model's
+    4608 x 1024 layers, 19 MB each, that took a few ms of page faults a step.
+    """
     x, w = cache
     dx = (w @ dout.T).T                   # (N, D): dout @ w.T, computed the way round
     #                                       that OpenBLAS runs ~15% faster
-    dw = x.T @ dout                       # (D, M)
+    dw = np.matmul(x.T, dout, out=dw)     # (D, M)
     db = dout.sum(axis=0)                 # (M,)
     return dx, dw, db
 
@@ -307,9 +314,10 @@ class Layer:
     """A thin wrapper around one forward/backward pair.
 
     ``params`` and ``grads`` are dicts with identical keys. ``forward`` keeps
-    the cache of the last call; ``backward`` *assigns* fresh arrays to every
-    entry of ``grads`` (it never accumulates), so the backward pass itself is
-    the one place where gradients are reset.
+    the cache of the last call; ``backward`` *overwrites* every entry of
+    ``grads`` (it never accumulates), so the backward pass itself is the one
+    place where gradients are reset. Most layers assign fresh arrays;
+    :class:`Dense` writes its weight gradient into the array it already holds.
     """
 
     def __init__(self):
@@ -336,7 +344,7 @@ class Dense(Layer):
         return out
 
     def backward(self, dout):
-        dx, self.grads["w"], self.grads["b"] = dense_backward(dout, self.cache)
+        dx, self.grads["w"], self.grads["b"] = dense_backward(dout, self.cache, dw=self.grads["w"])
         return dx
 
     def output_shape(self, in_shape):

@@ -78,8 +78,9 @@ class VAE:
         (set ``model.timings = {}`` to profile)
     params, grads : dicts with identical keys (``"enc0_conv2d.w"``, ...);
         the arrays are the layers' own, so an optimizer that updates
-        ``params`` in place updates the model. :meth:`backward` assigns every
-        entry of ``grads`` afresh: it is the one point where gradients are reset.
+        ``params`` in place updates the model. :meth:`backward` overwrites every
+        entry of ``grads`` (never adds to it): it is the one point where
+        gradients are reset. Copy an entry to keep it past the next backward pass.
     """
 
     def __init__(self, arch, image_shape, rng, dtype=np.float32, backend=None):
@@ -224,14 +225,14 @@ class VAE:
 
         dxhat : (N, H, W, C) gradient at the decoder output;
         dmu, dlogvar : (N, L) gradients reaching mu and logvar directly (the KL term).
-        Fills :attr:`grads` (assigned, not accumulated).
+        Fills :attr:`grads` (overwritten, not accumulated).
         """
         dz = _backward(self.decoder, dxhat, self.timings)                 # (N, L)
         dmu_z, dlogvar_z = L.reparam_backward(dz, self._reparam_cache)    # (N, L) twice
         dh = _backward([self.mu_head], dmu + dmu_z, self.timings)         # (N, D)
         dh += _backward([self.logvar_head], dlogvar + dlogvar_z, self.timings)
         _backward(self.encoder, dh, self.timings)
-        for name, layer in self.named_layers():          # the layers assigned new arrays
+        for name, layer in self.named_layers():          # most layers assigned new arrays
             for k in layer.grads:
                 self.grads[f"{name}.{k}"] = layer.grads[k]
 
