@@ -232,16 +232,17 @@ def test_relu_forward_and_backward_bit_for_bit(c, dtype):
 @by_cfg
 def test_bias_add_bit_for_bit(c, dtype):
     """One addition per element: the numba kernel (split across threads on the big
-    case) equals NumPy's broadcast ``a2 += b`` bit for bit, in place, in both layouts."""
+    case) equals NumPy's broadcast ``a += b`` bit for bit, in place, in both layouts,
+    on images (N, H, W, C) and on rows (R, C)."""
     rng = np.random.default_rng(300 + c.i)
-    for rows, cols in ((c.N * c.H * c.W, c.C), (c.N * c.H * c.W * 7, 32), (50 * 30 * 30, 32)):
-        a2 = maybe_strided(rng.standard_normal((rows, cols)).astype(dtype), c)
-        b = rng.standard_normal(cols).astype(dtype)
-        fast, ref = a2.copy(order="K"), a2.copy(order="K")
+    for shape in ((c.N, c.H, c.W, c.C), (c.N * c.H * c.W * 7, 32), (50, 30, 30, 32)):
+        a = maybe_strided(rng.standard_normal(shape).astype(dtype), c)
+        b = rng.standard_normal(shape[-1]).astype(dtype)
+        fast, ref = a.copy(order="K"), a.copy(order="K")
         assert kernels.bias_add(fast, b, backend="numba") is None      # in place
         kernels.bias_add(ref, b, backend="numpy")
         assert_array_equal(bits(np.ascontiguousarray(fast)), bits(np.ascontiguousarray(ref)))
-        assert_array_equal(ref, a2 + b)
+        assert_array_equal(ref, a + b)
 
 
 # ------------------------------------------------------------------------------ bias gradients

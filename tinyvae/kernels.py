@@ -445,12 +445,12 @@ def relu_backward(dout, out, backend=None):
 # bias: added to every row, and its gradient (column sums)
 # --------------------------------------------------------------------------
 
-def bias_add_numpy(a2, b):
-    """In place: ``b`` added to every row of ``a2``.
+def bias_add_numpy(a, b):
+    """In place: ``b`` added to every channel vector of ``a``.
 
-    a2 : (R, C), b : (C,)
+    a : (..., C), e.g. (N, H, W, C) or (rows, C); b : (C,)
     """
-    a2 += b
+    a += b
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -461,21 +461,23 @@ def _bias_add_nb(a2, b, lo, hi):
             a2[r, c] += b[c]
 
 
-def bias_add_numba(a2, b):
+def bias_add_numba(a, b):
     """Numba version of :func:`bias_add_numpy`: the same sums, about 3x faster
     than NumPy's broadcast add on a conv's output (one short inner loop per row).
     Arrays that are not C-contiguous are left to NumPy."""
-    if not (a2.flags.c_contiguous and b.flags.c_contiguous and a2.dtype == b.dtype):
-        a2 += b
+    if not (a.flags.c_contiguous and b.flags.c_contiguous and a.dtype == b.dtype
+            and a.ndim >= 1 and a.shape[-1] == b.size):
+        a += b
         return
+    a2 = a.reshape(-1, b.size)            # (rows, C): a view, since a is C-contiguous
     run_split(_bias_add_nb, a2.shape[0], a2.size, a2, b)
 
 
-def bias_add(a2, b, backend=None):
+def bias_add(a, b, backend=None):
     """Dispatch to the numba or NumPy in-place bias add."""
     if get_backend(backend) == "numba":
-        return bias_add_numba(a2, b)
-    return bias_add_numpy(a2, b)
+        return bias_add_numba(a, b)
+    return bias_add_numpy(a, b)
 
 
 def bias_grad_numpy(dout2):

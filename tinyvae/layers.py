@@ -178,7 +178,7 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding="valid", backend=None, o
     cols = x2 @ w.reshape(KH * KW * C, F).T                         # (N*H*W, KH*KW*C)
     out_shape = (N, out_hw[0], out_hw[1], C)
     out = kernels.col2im(cols, out_shape, KH, KW, stride, pad, (H, W), backend)  # (N, Ho, Wo, C)
-    kernels.bias_add(out.reshape(-1, C), b, backend)                # out += b, in place
+    kernels.bias_add(out, b, backend)                               # out += b, in place
     return out, (x2, w, stride, pad, (H, W), backend)
 
 
@@ -218,7 +218,7 @@ def upsample_conv_transpose2d_forward(x, w, b, factor=2, backend=None):
     cols = x2 @ w.reshape(KH * KW * C, F).T                         # (N*H*W, KH*KW*C)
     out_shape = (N, factor * H + KH - 1, factor * W + KW - 1, C)
     out = kernels.col2im_up(cols, out_shape, KH, KW, factor, (H, W), backend)  # (N, Ho, Wo, C)
-    kernels.bias_add(out.reshape(-1, C), b, backend)                # out += b, in place
+    kernels.bias_add(out, b, backend)                               # out += b, in place
     return out, (x2, w, factor, (H, W), backend)
 
 
