@@ -27,10 +27,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from tinyvae import kernels
 from tinyvae import layers as L
 from tinyvae.errors import ConfigError
-from tinyvae.data import IMAGE_SHAPES
+from tinyvae.bench import PAIRS, StepRunner
 from tinyvae.geometry import conv_geometry
-from tinyvae.models import VAE
-from tinyvae.optim import Adam
 
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 DTYPES = [np.float32, np.float64]
@@ -431,10 +429,7 @@ def test_unknown_backend_raises(monkeypatch, name):
 
 # ------------------------------------------------------------------------------ whole models
 
-STUDY_PAIRS = [("simple", "mnist"), ("simple", "cifar10"), ("highdim", "cifar10"), ("deep", "cifar10")]
-
-
-@pytest.mark.parametrize("arch, dataset", STUDY_PAIRS, ids=lambda v: v)
+@pytest.mark.parametrize("arch, dataset", PAIRS, ids=lambda v: v)
 def test_fast_path_and_reference_train_alike(arch, dataset):
     """The study's four models, float32, batch 50, Adam at the study's rate: 20 training
     steps with the numba kernels and with the NumPy reference give the same loss
@@ -444,15 +439,11 @@ def test_fast_path_and_reference_train_alike(arch, dataset):
     the two backends' rounding can flip a step's sign.)"""
     losses = {}
     for backend in ("numba", "numpy"):
-        rng = np.random.default_rng(2024)
-        model = VAE(arch, IMAGE_SHAPES[dataset], rng, np.float32, backend)
-        opt = Adam(1e-4, backend=backend)
-        x = rng.random((50,) + model.image_shape, dtype=np.float32)          # (50, H, W, C)
-        eps = rng.standard_normal((50, model.arch.latent), dtype=np.float32)  # (50, L)
+        r = StepRunner(arch, dataset, batch=50, backend=backend, seed=2024)  # model, Adam(1e-4), x, eps
         losses[backend] = []
         for _ in range(20):
-            losses[backend].append(model.loss(x, eps)["loss"])
-            opt.step(model.params, model.grads)
+            losses[backend].append(r.model.loss(r.x, r.eps)["loss"])
+            r.opt.step(r.model.params, r.model.grads)
     fast, ref = np.array(losses["numba"]), np.array(losses["numpy"])
     assert ref[0] - ref[-1] > 1e-3 * ref[0]           # it trained: moved 10x the tolerance
     assert_allclose(fast, ref, rtol=1e-4)

@@ -467,8 +467,7 @@ def bias_add_numba(a, b):
     Arrays that are not C-contiguous are left to NumPy."""
     if not (a.flags.c_contiguous and b.flags.c_contiguous and a.dtype == b.dtype
             and a.ndim >= 1 and a.shape[-1] == b.size):
-        a += b
-        return
+        return bias_add_numpy(a, b)
     a2 = a.reshape(-1, b.size)            # (rows, C): a view, since a is C-contiguous
     run_split(_bias_add_nb, a2.shape[0], a2.size, a2, b)
 
