@@ -9,7 +9,7 @@ Runs, each trained with :func:`tinyvae.train.train` (Adam lr 1e-4, batch 50)
 into ``OUT/runs/<model>_<dataset>/``: simple/MNIST, simple/CIFAR-10,
 highdim/CIFAR-10, deep/CIFAR-10. By default as many runs train side by side
 as there are cores, each in its own process on one thread
-(:mod:`tinyvae.parallel`), longest first; ``--jobs 1`` trains them one after
+(:mod:`tinyvae.study.parallel`), longest first; ``--jobs 1`` trains them one after
 another in this process. Then every run is evaluated on its test set
 (latent means, kNN separability against a PCA-of-pixels baseline, active units,
 per-dimension KL, negative ELBO in nats and bits per dimension), the figures are
@@ -29,15 +29,16 @@ from statistics import NormalDist
 import numpy as np
 
 from tinyvae import evaluate as ev
-from tinyvae import figures, report
+from tinyvae import probes as pr
+from tinyvae.study import figures, report
 from tinyvae.cli import add_train_args, positive_int, thread_limit
 from tinyvae.data import CLASS_NAMES, IMAGE_SHAPES, load
 from tinyvae.errors import ConfigError, Interrupted, TinyVAEError
 from tinyvae.bench import step_flops
 from tinyvae.models import VAE, get_arch
-from tinyvae.parallel import planned_steps, train_parallel
-from tinyvae.train import (CHECKPOINT, METRICS, TrainConfig, check_out_dir, encode_all,
-                           select_subsets, streams, train)
+from tinyvae.study.parallel import planned_steps, train_parallel
+from tinyvae.evaluate import encode_all
+from tinyvae.train import CHECKPOINT, METRICS, TrainConfig, check_out_dir, select_subsets, streams, train
 
 RUNS = (("simple", "mnist"), ("simple", "cifar10"), ("highdim", "cifar10"), ("deep", "cifar10"))
 DATASETS = ("mnist", "cifar10")
@@ -102,8 +103,8 @@ def build_parser():
                         "(default all, or the --quick sizes)")
     p.add_argument("--test-subset", type=positive_int, default=None,
                    help="evaluate on this many test images (default all, or the --quick sizes)")
-    p.add_argument("--knn-k", type=positive_int, default=ev.KNN_K,
-                   help=f"neighbours in the kNN separability test (default {ev.KNN_K})")
+    p.add_argument("--knn-k", type=positive_int, default=pr.KNN_K,
+                   help=f"neighbours in the kNN separability test (default {pr.KNN_K})")
     p.add_argument("--jobs", type=positive_int, default=None,
                    help=f"train this many runs side by side, each in its own process (default: one per "
                         f"core, at most {len(RUNS)}; here {default_jobs()}); 1 trains them one after "
@@ -191,9 +192,9 @@ def analyze(result, cfg, data, pca, k, seed):
     terms = ev.negative_elbo_terms(model, te_x, eval_seed)                 # (M,) arrays
     test_mu, test_logvar = terms["mu"], terms["logvar"]                    # (M, L) twice
     train_mu, _ = encode_all(model, tr_x)                                  # (N, L)
-    nb = ev.knn_neighbors(train_mu, test_mu, k)                            # (M, k)
-    pred = ev.knn_predict(train_mu, tr_y, test_mu, k, neighbors=nb)        # (M,)
-    base = ev.pca_knn_baseline(tr_x, tr_y, te_x, te_y, arch.latent, k, pca=pca)
+    nb = pr.knn_neighbors(train_mu, test_mu, k)                            # (M, k)
+    pred = pr.knn_predict(train_mu, tr_y, test_mu, k, neighbors=nb)        # (M,)
+    base = pr.pca_knn_baseline(tr_x, tr_y, te_x, te_y, arch.latent, k, pca=pca)
     nelbo = float(terms["nelbo"].mean())
     nelbo_dq = float(terms["nelbo_dequantized"].mean())
     activity = ev.unit_activity(test_mu)                                   # (L,)
@@ -215,7 +216,7 @@ def analyze(result, cfg, data, pca, k, seed):
     })
     m.pop("config", None)
     if cfg.dataset == "cifar10":
-        m["vehicle_animal"] = ev.vehicle_animal_separability(train_mu, tr_y, test_mu, te_y, k, neighbors=nb)
+        m["vehicle_animal"] = pr.vehicle_animal_separability(train_mu, tr_y, test_mu, te_y, k, neighbors=nb)
 
     rng = np.random.default_rng([seed, 7])
     arrays = {"history": result.history, "labels": te_y, "knn_correct": (pred == te_y),
@@ -247,7 +248,7 @@ def draw_figures(fig_dir, full, runs, arrays, metrics):
         return os.path.join(fig_dir, FIGURES[key])
 
     names = CLASS_NAMES
-    vehicles = [names["cifar10"].index(c) for c in ev.VEHICLE_CLASSES]
+    vehicles = [names["cifar10"].index(c) for c in pr.VEHICLE_CLASSES]
     animals = [i for i in range(10) if i not in vehicles]
     figures.train_examples({"MNIST": (*full["mnist"]["train"], names["mnist"]),
                             "CIFAR-10": (*full["cifar10"]["train"], names["cifar10"])}, path("fig1"))
@@ -345,7 +346,7 @@ def run_study(args):
         if cfg.dataset not in pcas:
             need = max(get_arch(c.model).latent for c in runs.values() if c.dataset == cfg.dataset)
             say(f"fitting the PCA-of-pixels baseline on {n_tr} {cfg.dataset} training images")
-            pcas[cfg.dataset] = ev.pca_fit(data["train"][0], need, seed=cfg.seed)
+            pcas[cfg.dataset] = pr.pca_fit(data["train"][0], need, seed=cfg.seed)
         say(f"run {i}/{len(runs)} {cfg.model}/{cfg.dataset}: evaluating (kNN, PCA baseline, ELBO, samples)")
         metrics[r], arrays[r] = analyze(result, cfg, data, pcas[cfg.dataset], args.knn_k, cfg.seed)
         m = metrics[r]
@@ -360,9 +361,9 @@ def run_study(args):
         raise ConfigError("the CIFAR-10 runs were tested on different images; "
                           "paired comparisons need the same --seed and --test-subset")
     comparisons = {
-        "cifar10_rec_simple_minus_highdim": dict(zip(("diff", "se"), ev.paired_difference(
+        "cifar10_rec_simple_minus_highdim": dict(zip(("diff", "se"), pr.paired_difference(
             arrays["simple_cifar10"]["sse"], arrays["highdim_cifar10"]["sse"]))),
-        "cifar10_knn_deep_minus_simple": dict(zip(("diff", "se"), ev.paired_difference(
+        "cifar10_knn_deep_minus_simple": dict(zip(("diff", "se"), pr.paired_difference(
             arrays["deep_cifar10"]["knn_correct"], arrays["simple_cifar10"]["knn_correct"]))),
     }
     fig_dir = os.path.join(out, "figures")

@@ -13,7 +13,7 @@ same seed is split into the same streams, so the torch model starts from
 *tinyvae's* initial weights (Glorot-uniform, zero biases; ``--torch-init``
 uses torch's own ``xavier_uniform_`` with ``torch.manual_seed(seed)``
 instead), sees the batches of 50 in the same order with the same
-reparameterization noise, and is evaluated like ``tinyvae.train.evaluate``:
+reparameterization noise, and is evaluated like ``tinyvae.evaluate.mean_loss``:
 mean over the test set (batches of 100) of loss, rec and KL with z sampled
 with the same evaluation noise. What differs is only the arithmetic
 (PyTorch's kernels, NCHW) and PyTorch's placement of Adam's eps, so with the
@@ -42,7 +42,9 @@ from compare_torch import TorchVAE, copy_weights, make_adam, vae_loss  # noqa: E
 from tinyvae.threads import thread_limit  # noqa: E402
 from tinyvae.errors import TinyVAEError  # noqa: E402
 from tinyvae.models import ARCHS, IMAGE_SHAPES, VAE  # noqa: E402
-from tinyvae.train import HISTORY_KEYS, TrainConfig, load_data, streams, to_float  # noqa: E402
+from tinyvae.checkpoint import HISTORY_KEYS  # noqa: E402
+from tinyvae.data import to_float  # noqa: E402
+from tinyvae.train import TrainConfig, load_data, streams  # noqa: E402
 
 
 def nchw(images_uint8):
@@ -51,7 +53,7 @@ def nchw(images_uint8):
 
 
 def evaluate(model, images, seed_seq, beta, batch_size=100):
-    """Mean test loss, rec and KL over ``images``, as tinyvae.train.evaluate computes them."""
+    """Mean test loss, rec and KL over ``images``, as tinyvae.evaluate.mean_loss computes them."""
     rng = np.random.default_rng(seed_seq)
     totals, n = dict.fromkeys(HISTORY_KEYS, 0.0), len(images)
     with torch.no_grad():

@@ -122,7 +122,7 @@ def test_resume_in_process_is_bit_exact(tmp_path, mid_epoch):
         if k.startswith(("param/", "adam/", "history/", "epochs/", "state/rng", "state/epoch")):
             assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
     assert res.metrics["test_loss"] == ref.metrics["test_loss"]
-    assert res.epochs == ref.epochs
+    assert res.test_history == ref.test_history
 
 
 def test_failed_write_leaves_old_checkpoint_and_no_temporary(tmp_path, monkeypatch):
@@ -446,7 +446,7 @@ def test_fuzz_restore_mutated_state(mid_epoch, restore_target, data):
     assert 0 <= t.step <= t.steps_per_epoch and 0 <= t.epoch <= CFG.epochs
     assert t.global_step == t.epoch * t.steps_per_epoch + t.step == t.opt.t
     assert t.perm is None or np.array_equal(np.sort(t.perm), np.arange(len(t.x_train)))
-    assert len(t.epochs) == t.epoch
+    assert len(t.test_history) == t.epoch
     for k, p in t.model.params.items():
         assert np.all(np.isfinite(p)) and t.opt.m[k].shape == p.shape and t.opt.v[k].dtype == p.dtype
     np.random.default_rng().bit_generator.state = t.rng.bit_generator.state

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tinyvae import evaluate as ev
+from tinyvae import probes as pr
 from tinyvae.errors import ConfigError
 from tinyvae.losses import kl_loss
 
@@ -22,7 +23,7 @@ def test_knn_separable_clusters_are_classified_perfectly():
     centers = np.stack([10.0 * np.arange(10), 5.0 * (np.arange(10) % 2)], 1)   # 10 centres in 2-D
     z, y = clusters(2000, centers, 0.3, rng)
     zt, yt = clusters(500, centers, 0.3, rng)
-    assert ev.knn_accuracy(z, y, zt, yt, k=5) == 1.0
+    assert pr.knn_accuracy(z, y, zt, yt, k=5) == 1.0
 
 
 def test_knn_on_random_labels_is_near_chance():
@@ -31,7 +32,7 @@ def test_knn_on_random_labels_is_near_chance():
     y = rng.integers(0, 10, 3000)
     zt = rng.standard_normal((1000, 2))
     yt = rng.integers(0, 10, 1000)
-    assert abs(ev.knn_accuracy(z, y, zt, yt, k=5) - 0.1) < 0.04
+    assert abs(pr.knn_accuracy(z, y, zt, yt, k=5) - 0.1) < 0.04
 
 
 @pytest.mark.parametrize("chunk_bytes", [64 << 20, 8 * 97 * 3])   # one chunk, and chunks of 3 rows
@@ -39,7 +40,7 @@ def test_knn_neighbors_match_brute_force(chunk_bytes):
     rng = np.random.default_rng(2)
     z = rng.standard_normal((97, 3))
     zt = rng.standard_normal((20, 3))
-    got = ev.knn_neighbors(z, zt, k=4, chunk_bytes=chunk_bytes)        # (20, 4)
+    got = pr.knn_neighbors(z, zt, k=4, chunk_bytes=chunk_bytes)        # (20, 4)
     d = ((zt[:, None, :] - z[None, :, :]) ** 2).sum(-1)               # (20, 97)
     want = np.argsort(d, axis=1)[:, :4]
     np.testing.assert_array_equal(got, want)
@@ -47,15 +48,15 @@ def test_knn_neighbors_match_brute_force(chunk_bytes):
 
 def test_knn_k_equal_to_train_size_and_bad_k():
     z = np.array([[0.0], [1.0], [5.0]])
-    np.testing.assert_array_equal(ev.knn_neighbors(z, np.array([[4.0]]), k=3), [[2, 1, 0]])
+    np.testing.assert_array_equal(pr.knn_neighbors(z, np.array([[4.0]]), k=3), [[2, 1, 0]])
     with pytest.raises(ConfigError, match="k must be"):
-        ev.knn_neighbors(z, np.array([[4.0]]), k=4)
+        pr.knn_neighbors(z, np.array([[4.0]]), k=4)
     with pytest.raises(ConfigError, match="dims"):
-        ev.knn_neighbors(z, np.zeros((2, 2)), k=1)
+        pr.knn_neighbors(z, np.zeros((2, 2)), k=1)
 
 
 def test_vote_majority_then_nearest_breaks_ties():
-    got = ev.vote(np.array([[0, 1, 1, 0],      # 2-2 tie: class 0 holds the nearest
+    got = pr.vote(np.array([[0, 1, 1, 0],      # 2-2 tie: class 0 holds the nearest
                             [2, 2, 3, 3],      # 2-2 tie: class 2 holds the nearest
                             [3, 2, 2, 3],      # 2-2 tie: class 3 holds the nearest
                             [1, 0, 0, 2],      # majority 0 beats the nearest (1)
@@ -67,7 +68,7 @@ def test_knn_accuracy_counts_the_vote():
     z = np.array([[0.0], [0.1], [0.2], [10.0], [10.1]])
     y = np.array([0, 0, 0, 1, 1])
     # the point at 9 has neighbours 10, 10.1 (class 1) and 0.2 (class 0): majority 1
-    assert ev.knn_accuracy(z, y, np.array([[9.0], [1.0]]), np.array([1, 1]), k=3) == 0.5
+    assert pr.knn_accuracy(z, y, np.array([[9.0], [1.0]]), np.array([1, 1]), k=3) == 0.5
 
 
 # ---- PCA -------------------------------------------------------------------
@@ -79,7 +80,7 @@ def test_pca_recovers_a_planted_subspace(d):
     scales = np.array([5.0, 3.0, 2.0])
     coords = rng.standard_normal((4000, 3)) * scales                  # (N, 3)
     x = 7.0 + coords @ basis.T + 0.01 * rng.standard_normal((4000, d))
-    p = ev.pca_fit(x, 3, chunk=512)
+    p = pr.pca_fit(x, 3, chunk=512)
     proj = p.components @ p.components.T                               # (D, D)
     np.testing.assert_allclose(proj, basis @ basis.T, atol=1e-3)
     np.testing.assert_allclose(p.explained_variance, scales ** 2, rtol=0.08)
@@ -92,11 +93,11 @@ def test_pca_recovers_a_planted_subspace(d):
 def test_pca_of_uint8_images_scales_pixels_by_255():
     rng = np.random.default_rng(4)
     imgs = rng.integers(0, 256, (300, 4, 4, 3), dtype=np.uint8)
-    a = ev.pca_fit(imgs, 2)
-    b = ev.pca_fit(imgs.reshape(300, -1).astype(np.float64) / 255, 2)
+    a = pr.pca_fit(imgs, 2)
+    b = pr.pca_fit(imgs.reshape(300, -1).astype(np.float64) / 255, 2)
     np.testing.assert_allclose(a.mean, b.mean, atol=1e-12)
     np.testing.assert_allclose(a.components, b.components, atol=1e-9)
-    za = ev.pca_transform(a, imgs)                                     # (300, 2)
+    za = pr.pca_transform(a, imgs)                                     # (300, 2)
     assert za.shape == (300, 2)
     np.testing.assert_allclose(za.mean(axis=0), 0.0, atol=1e-9)        # centred on train's mean
     np.testing.assert_allclose(za.var(axis=0, ddof=1), a.explained_variance, rtol=1e-9)
@@ -109,7 +110,7 @@ def test_pca_knn_baseline_finds_class_along_the_main_direction():
     base = rng.integers(100, 140, (n, 8, 8, 1)).astype(np.int64)
     base[:, :4] += 60 * y[:, None, None, None]                         # class shifts the top half
     imgs = np.clip(base, 0, 255).astype(np.uint8)
-    r = ev.pca_knn_baseline(imgs[:400], y[:400], imgs[400:], y[400:], n_components=1)
+    r = pr.pca_knn_baseline(imgs[:400], y[:400], imgs[400:], y[400:], n_components=1)
     assert r["accuracy"] == 1.0
     assert 0 < r["explained_variance_ratio"] <= 1
     assert r["train_z"].shape == (400, 1) and r["test_z"].shape == (200, 1)
@@ -201,13 +202,13 @@ def test_negative_elbo_on_a_hand_computed_example():
 
 def test_negative_elbo_of_a_real_model_matches_the_training_evaluation():
     from tinyvae.models import VAE
-    from tinyvae.train import evaluate, streams
+    from tinyvae.train import streams
     rng = np.random.default_rng(9)
     model = VAE("simple", (28, 28, 1), np.random.default_rng(0))
     imgs = rng.integers(0, 256, (130, 28, 28, 1), dtype=np.uint8)
     seed = streams(0)[3]
     t = ev.negative_elbo_terms(model, imgs, seed)
-    want = evaluate(model, imgs, seed, beta=1.0)
+    want = ev.mean_loss(model, imgs, seed, beta=1.0)
     assert t["sse"].mean() == pytest.approx(want["rec"], rel=1e-5)
     assert t["kl"].mean() == pytest.approx(want["kl"], rel=1e-4, abs=1e-6)
     np.testing.assert_allclose(t["nelbo"], t["sse"] + 392 * math.log(math.pi) + t["kl"])
@@ -220,21 +221,21 @@ def test_negative_elbo_of_a_real_model_matches_the_training_evaluation():
 # ---- vehicles vs animals, probes, uncertainty ------------------------------
 
 def test_vehicle_labels():
-    np.testing.assert_array_equal(ev.vehicle_labels(np.arange(10)), [1, 1, 0, 0, 0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(pr.vehicle_labels(np.arange(10)), [1, 1, 0, 0, 0, 0, 0, 0, 1, 1])
 
 
 def test_vehicle_animal_separability_on_a_separating_latent():
     rng = np.random.default_rng(10)
     y = rng.integers(0, 10, 3000)
-    veh = ev.vehicle_labels(y)
+    veh = pr.vehicle_labels(y)
     z = np.stack([np.where(veh == 1, 3.0, -3.0), np.zeros(3000)], 1) + 0.5 * rng.standard_normal((3000, 2))
-    r = ev.vehicle_animal_separability(z[:2000], y[:2000], z[2000:], y[2000:])
+    r = pr.vehicle_animal_separability(z[:2000], y[:2000], z[2000:], y[2000:])
     assert r["knn_accuracy"] == 1.0 and r["linear_accuracy"] == 1.0
     assert r["majority_rate"] == pytest.approx(1 - veh[2000:].mean())
     assert r["vehicle_fraction"] == pytest.approx(veh[2000:].mean())
     # a latent that ignores the group: no better than the majority rate
     noise = rng.standard_normal((3000, 2))
-    r = ev.vehicle_animal_separability(noise[:2000], y[:2000], noise[2000:], y[2000:])
+    r = pr.vehicle_animal_separability(noise[:2000], y[:2000], noise[2000:], y[2000:])
     assert r["linear_accuracy"] <= r["majority_rate"] + 3 * r["se"]
     assert r["knn_accuracy"] <= r["majority_rate"] + 3 * r["se"]
 
@@ -243,14 +244,14 @@ def test_linear_probe_on_a_tilted_boundary():
     rng = np.random.default_rng(11)
     z = rng.standard_normal((2000, 3)) * [1.0, 100.0, 0.01]
     y = (z[:, 0] + z[:, 1] / 100.0 > 0.3).astype(int)
-    acc = ev.linear_probe_accuracy(z[:1500], y[:1500], z[1500:], y[1500:])
+    acc = pr.linear_probe_accuracy(z[:1500], y[:1500], z[1500:], y[1500:])
     assert acc > 0.98
 
 
 def test_paired_difference_and_binomial_se():
-    d, se = ev.paired_difference([3.0, 5.0, 7.0], [1.0, 1.0, 1.0])     # diffs 2, 4, 6
+    d, se = pr.paired_difference([3.0, 5.0, 7.0], [1.0, 1.0, 1.0])     # diffs 2, 4, 6
     assert d == pytest.approx(4.0)
     assert se == pytest.approx(2.0 / math.sqrt(3))                   # std (ddof 1) 2
-    assert ev.binomial_se(0.6, 2400) == pytest.approx(0.01)
+    assert pr.binomial_se(0.6, 2400) == pytest.approx(0.01)
     with pytest.raises(ConfigError):
-        ev.paired_difference([1.0], [0.0])
+        pr.paired_difference([1.0], [0.0])

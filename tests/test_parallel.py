@@ -1,4 +1,4 @@
-"""Runs trained side by side (tinyvae.parallel, ``run_all.py --jobs``): the same numbers as one
+"""Runs trained side by side (tinyvae.study.parallel, ``run_all.py --jobs``): the same numbers as one
 after another, Ctrl-C and a killed parent leave every run checkpointed, errors name the run.
 
 Two tiny runs on synthetic MNIST files, one thread each; the signal tests drive
@@ -15,7 +15,7 @@ import pytest
 from tinyvae import checkpoint as ckpt
 from tinyvae.cli import thread_limit
 from tinyvae.errors import ConfigError, DataError
-from tinyvae.parallel import planned_steps, rss_mib, train_parallel
+from tinyvae.study.parallel import planned_steps, rss_mib, train_parallel
 from tinyvae.train import CHECKPOINT, TrainConfig, train
 from synthetic import write_mnist_dir
 from test_train import position, same_state, wait_until
@@ -27,7 +27,7 @@ SEEDS = {"a": 1, "b": 2}
 DRIVER = r"""
 import sys
 from tinyvae.errors import Interrupted, TinyVAEError
-from tinyvae.parallel import train_parallel
+from tinyvae.study.parallel import train_parallel
 from tinyvae.train import TrainConfig
 data_dir, out, resume, epochs = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
 tasks = [(name, TrainConfig(dataset="mnist", epochs=epochs, batch_size=10, test_subset=10, lr=1e-3,

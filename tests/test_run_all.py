@@ -119,7 +119,7 @@ def test_report_states_each_claim_with_a_computed_verdict(quick):
     out, _ = quick
     m = json.loads((out / "metrics.json").read_text())
     report = (out / "REPORT.md").read_text()
-    from tinyvae.report import judge_claims
+    from tinyvae.study.report import judge_claims
     recomputed = judge_claims(m)
     for key, claim in m["claims"].items():
         assert claim["verdict"] in ("supported", "not supported")

@@ -9,9 +9,10 @@ more than that spread. Its 2-D latent must also separate the digits.
 """
 import numpy as np
 
-from tinyvae.evaluate import knn_accuracy
+from tinyvae.probes import knn_accuracy
 from tinyvae.threads import thread_limit
-from tinyvae.train import TrainConfig, encode_all, train
+from tinyvae.evaluate import encode_all
+from tinyvae.train import TrainConfig, train
 
 # benchmarks/torch_reference_epoch.py, seeds 0 and 1 (torch 2.13.0+cpu, 1 thread, 2026-11-24);
 # tinyvae measured 45.280 (seed 0) and 45.694 (seed 1) in the same session

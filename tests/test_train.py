@@ -23,8 +23,8 @@ from tinyvae.cli import main as cli_main
 from tinyvae.cli import thread_limit
 from tinyvae.errors import ConfigError, DataError, Interrupted, TrainingDiverged
 from tinyvae.models import VAE
-from tinyvae.train import (CHECKPOINT, METRICS, TrainConfig, Trainer, encode_all, evaluate, load_data,
-                           streams, train)
+from tinyvae.evaluate import encode_all, mean_loss
+from tinyvae.train import CHECKPOINT, METRICS, TrainConfig, Trainer, load_data, streams, train
 from synthetic import tiny_data, write_mnist_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,14 +178,14 @@ def small_reference(tmp_path_factory):
 
 
 def _signal_on_evaluation(monkeypatch, which_call):
-    real, calls = tvtrain.evaluate, []
+    real, calls = tvtrain.mean_loss, []
 
     def evaluate_then_signal(*args, **kwargs):
         calls.append(1)
         if len(calls) == which_call:
             os.kill(os.getpid(), signal.SIGINT)         # arrives while the test set is evaluated
         return real(*args, **kwargs)
-    monkeypatch.setattr(tvtrain, "evaluate", evaluate_then_signal)
+    monkeypatch.setattr(tvtrain, "mean_loss", evaluate_then_signal)
 
 
 def test_sigint_during_evaluation_saves_the_finished_epoch(tmp_path, monkeypatch, small_reference):
@@ -239,7 +239,7 @@ def test_resuming_with_more_epochs_equals_training_longer(tmp_path, small_refere
     ckpt.save_arrays(out / CHECKPOINT, {k: v for k, v in small_reference[0].items()
                                         if k not in ("meta/format", "meta/checksum")})
     extended = train(longer, out_dir=out, data=tiny_data(), resume=True, progress=False)
-    assert extended.epochs == direct.epochs
+    assert extended.test_history == direct.test_history
     same_state(ckpt.load_arrays(tmp_path / "direct" / CHECKPOINT), ckpt.load_arrays(out / CHECKPOINT))
 
 
@@ -308,7 +308,7 @@ def test_a_non_finite_state_is_never_saved(tmp_path, where):
 
 
 def test_non_finite_test_loss_stops(tmp_path, monkeypatch):
-    monkeypatch.setattr(tvtrain, "evaluate", lambda *a, **k: {"loss": float("inf"), "rec": 1.0, "kl": 1.0})
+    monkeypatch.setattr(tvtrain, "mean_loss", lambda *a, **k: {"loss": float("inf"), "rec": 1.0, "kl": 1.0})
     with pytest.raises(TrainingDiverged, match="test loss"):
         train(TrainConfig(epochs=1, batch_size=10), out_dir=tmp_path, data=tiny_data(), progress=False)
     assert not (tmp_path / CHECKPOINT).exists()
@@ -453,18 +453,18 @@ def test_evaluate_and_encode_all_check_images():
     model = VAE("simple", (28, 28, 1), np.random.default_rng(0))
     x = tiny_data()["test"][0]
     _, _, _, seed = streams(0)
-    assert set(evaluate(model, x, seed)) == {"loss", "rec", "kl"}
+    assert set(mean_loss(model, x, seed)) == {"loss", "rec", "kl"}
     mu, logvar = encode_all(model, x)
     assert mu.shape == logvar.shape == (10, 2)
-    for fn in (lambda im: evaluate(model, im, seed), lambda im: encode_all(model, im)):
+    for fn in (lambda im: mean_loss(model, im, seed), lambda im: encode_all(model, im)):
         with pytest.raises(ConfigError, match="uint8"):
             fn(x.astype(np.float32))
         with pytest.raises(ConfigError, match=r"\(N, 28, 28, 1\)"):
             fn(x[..., 0])
     with pytest.raises(ConfigError, match="at least one image"):
-        evaluate(model, x[:0], seed)
+        mean_loss(model, x[:0], seed)
     with pytest.raises(ConfigError, match="batch_size"):
-        evaluate(model, x, seed, batch_size=0)
+        mean_loss(model, x, seed, batch_size=0)
     assert encode_all(model, x[:0])[0].shape == (0, 2)
 
 

@@ -20,6 +20,11 @@ object arrays refused):
 Files are written atomically: a temporary file in the same folder, flushed
 and fsynced, then ``os.replace``-d over the old one, so a crash at any moment
 leaves either the old checkpoint or the new one, never a torn file.
+
+:func:`pack_state` and :func:`unpack_state` turn a training run's state
+(:class:`tinyvae.train.Trainer`) into these entries and back, checking every
+entry before anything is used; :func:`save_arrays` and :func:`load_arrays`
+write and read the file.
 """
 import hashlib
 import json
@@ -33,6 +38,7 @@ import numpy as np
 from .errors import CheckpointError
 
 FORMAT = 1
+HISTORY_KEYS = ("loss", "rec", "kl")    # the loss and its two terms, per batch and per epoch
 
 
 def _umask():
@@ -198,3 +204,118 @@ def check_params(arrays, params, path="checkpoint"):
             raise CheckpointError(f"{path} belongs to another model: {k} is {stored[k].dtype}"
                                   f"{stored[k].shape}, the model has {p.dtype}{p.shape}")
     return stored
+
+
+# --------------------------------------------------------------------------
+# a training run's state <-> entries
+# --------------------------------------------------------------------------
+
+def read_config(a, path="checkpoint"):
+    """The run's configuration (a dict) stored in ``meta/config``."""
+    config = read_json_array(a, "meta/config", path)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: entry 'meta/config' is not a configuration")
+    return config
+
+
+def pack_state(s):
+    """A run's state -> the checkpoint's entries (see the table above).
+
+    ``s`` holds ``params`` and ``adam`` (name -> array, Adam's ``state_dict``),
+    ``history`` (key -> per-batch list), ``test_history`` (per-epoch dicts),
+    ``epoch``, ``step``, ``perm`` (array or None), ``rng`` (a bit generator
+    state), ``seconds``, ``done`` and ``config`` (a JSON-able dict).
+    """
+    arrays = {f"param/{k}": v for k, v in s["params"].items()}
+    arrays.update({f"adam/{k}": v for k, v in s["adam"].items()})
+    arrays.update({f"history/{k}": np.asarray(v, dtype=np.float64) for k, v in s["history"].items()})
+    arrays.update({f"epochs/{k}": np.asarray([e[k] for e in s["test_history"]], dtype=np.float64)
+                   for k in HISTORY_KEYS})
+    arrays.update({
+        "state/epoch": np.array(s["epoch"], dtype=np.int64),
+        "state/step": np.array(s["step"], dtype=np.int64),
+        "state/perm": np.asarray(s["perm"] if s["perm"] is not None else [], dtype=np.int64),
+        "state/rng": json_array(s["rng"]),
+        "state/seconds": np.array(s["seconds"], dtype=np.float64),
+        "state/done": np.array(int(s["done"]), dtype=np.int64),
+        "meta/config": json_array(s["config"]),
+    })
+    return arrays
+
+
+def _scalar(a, key, path, kinds, low=None, high=None):
+    v = a.get(key)
+    if v is None or v.shape != () or v.dtype.kind not in kinds:
+        raise CheckpointError(f"{path}: entry {key!r} is missing or not a scalar")
+    v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        raise CheckpointError(f"{path}: entry {key!r} is {v}")
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise CheckpointError(f"{path}: entry {key!r} is {v}, outside {low}..{high}")
+    return v
+
+
+def _vector(a, key, path, kinds):
+    v = a.get(key)
+    if v is None or v.ndim != 1 or v.dtype.kind not in kinds:
+        raise CheckpointError(f"{path}: entry {key!r} is missing or not a vector")
+    if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+        raise CheckpointError(f"{path}: entry {key!r} holds values that are not finite")
+    return v
+
+
+def unpack_state(a, path, params, n_train, steps_per_epoch):
+    """A run's state from the entries :func:`load_arrays` read, every one checked.
+
+    ``params`` is the model's dict (names, shapes, dtypes to match), ``n_train``
+    and ``steps_per_epoch`` the run's. Returns the dict :func:`pack_state`
+    takes (``params`` included, ``config`` left to :func:`read_config`);
+    raises CheckpointError naming the first entry that does not fit.
+    """
+    s = {"params": check_params(a, params, path)}
+    for k, v in s["params"].items():
+        if not np.all(np.isfinite(v)):
+            raise CheckpointError(f"{path}: parameter {k} is not finite")
+    s["epoch"] = _scalar(a, "state/epoch", path, "iu", 0)
+    s["step"] = _scalar(a, "state/step", path, "iu", 0, steps_per_epoch)
+    perm = _vector(a, "state/perm", path, "iu")
+    if perm.size:
+        if perm.shape != (n_train,) or not np.array_equal(np.sort(perm), np.arange(n_train)):
+            raise CheckpointError(f"{path}: its batch order does not fit this run's {n_train} training "
+                                  f"images; was it made with other data?")
+        s["perm"] = perm.astype(np.int64)
+    else:
+        s["perm"] = None
+    if s["step"] and s["perm"] is None:
+        raise CheckpointError(f"{path}: it is {s['step']} steps into an epoch but has no batch order")
+    s["seconds"] = float(_scalar(a, "state/seconds", path, "iuf", 0))
+    s["done"] = bool(_scalar(a, "state/done", path, "iub", 0, 1))
+
+    s["history"] = {k: _vector(a, f"history/{k}", path, "f").tolist() for k in HISTORY_KEYS}
+    cols = [_vector(a, f"epochs/{k}", path, "f").tolist() for k in HISTORY_KEYS]
+    s["test_history"] = [dict(zip(HISTORY_KEYS, vals)) for vals in zip(*cols)]
+    steps = s["epoch"] * steps_per_epoch + s["step"]
+    if {len(v) for v in s["history"].values()} != {steps} or {len(c) for c in cols} != {s["epoch"]}:
+        raise CheckpointError(f"{path}: its history does not match its position (epoch {s['epoch']}, "
+                              f"step {s['step']}, {steps_per_epoch} steps an epoch); was it made with "
+                              f"other data?")
+
+    t = _scalar(a, "adam/t", path, "iu", 0)
+    moments = {k: v for k, v in a.items() if k.startswith(("adam/m/", "adam/v/"))}
+    expected = {f"adam/{mv}/{k}" for k in params for mv in "mv"} if t else set()
+    if t != steps or set(moments) != expected:
+        raise CheckpointError(f"{path}: its optimizer state does not match the model and position")
+    for k, v in moments.items():
+        p = params[k[len("adam/m/"):]]
+        if v.shape != p.shape or v.dtype != p.dtype or not np.all(np.isfinite(v)):
+            raise CheckpointError(f"{path}: optimizer entry {k!r} is {v.dtype}{v.shape}, "
+                                  f"expected finite {p.dtype}{p.shape}")
+    s["adam"] = {"t": np.array(t, dtype=np.int64), **{k[len("adam/"):]: v for k, v in moments.items()}}
+
+    rng = read_json_array(a, "state/rng", path)
+    try:
+        np.random.PCG64().state = rng                       # validates without touching ours
+    except (TypeError, ValueError, KeyError, OverflowError, AttributeError) as e:
+        raise CheckpointError(f"{path}: entry 'state/rng' is not a PCG64 state ({type(e).__name__})") from None
+    s["rng"] = rng
+    return s

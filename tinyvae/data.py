@@ -70,6 +70,7 @@ CLASS_NAMES = {
                 "dog", "frog", "horse", "ship", "truck"),
 }
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+PIXEL_SCALE = 255  # images are stored as integers 0..255; models see pixels / PIXEL_SCALE
 SPLIT_SIZES = {"mnist": {"train": 60000, "test": 10000}, "cifar10": {"train": 50000, "test": 10000}}
 
 _MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
@@ -483,3 +484,11 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, *, timeout: f
             except OSError:
                 pass
     return written
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def to_float(images, dtype=np.float32):
+    """uint8 images -> floats in [0, 1] (pixels / 255), same shape."""
+    return np.divide(images, PIXEL_SCALE, dtype=dtype)   # (N, H, W, C)

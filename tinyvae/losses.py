@@ -45,12 +45,25 @@ def kl_loss(mu, logvar):
     """
     N = mu.shape[0]
     var = np.exp(logvar)                              # (N, L)
-    loss = float(0.5 * np.sum(mu * mu + var - 1.0 - logvar)) / N
+    loss = float(np.sum(kl_terms(mu, logvar))) / N
     dmu = mu / N                                      # (N, L)
     dlogvar = 0.5 * (var - 1.0) / N                   # (N, L)
     return loss, dmu.astype(mu.dtype, copy=False), dlogvar.astype(mu.dtype, copy=False)
 
 
+def kl_terms(mu, logvar):
+    """KL of every latent dimension of every example: (N, L) twice -> (N, L) nats.
+
+    ``0.5 * (mu^2 + sigma^2 - 1 - log sigma^2)`` with ``sigma^2 = exp(logvar)``.
+    """
+    return 0.5 * (mu * mu + np.exp(logvar) - 1.0 - logvar)      # (N, L)
+
+
+def kl_per_image(mu, logvar):
+    """KL of each example, summed over latent dimensions: (N, L) twice -> (N,)."""
+    return np.sum(kl_terms(mu, logvar), axis=1)                 # (N,)
+
+
 def kl_per_dim(mu, logvar):
     """KL of each latent dimension, averaged over the batch: (L,)."""
-    return 0.5 * np.mean(mu * mu + np.exp(logvar) - 1.0 - logvar, axis=0)
+    return np.mean(kl_terms(mu, logvar), axis=0)                # (L,)

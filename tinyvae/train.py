@@ -16,13 +16,15 @@ import os
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .data import load
+from .data import load, to_float
+from .checkpoint import HISTORY_KEYS
+from .evaluate import check_uint8_images, mean_loss
 from .errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
 from .kernels import get_backend
 from .models import VAE, get_arch, image_shape_of
@@ -30,7 +32,6 @@ from .optim import Adam
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
-HISTORY_KEYS = ("loss", "rec", "kl")
 
 
 @dataclass
@@ -87,15 +88,10 @@ class Result:
     """What :func:`train` returns: the model, per-batch history, per-epoch test numbers, metrics."""
     model: VAE
     history: dict
-    epochs: list
+    test_history: list
     metrics: dict
     out_dir: str | None = None
     data: dict = field(default_factory=dict, repr=False)
-
-
-def to_float(images, dtype=np.float32):
-    """uint8 images -> floats in [0, 1] (pixels / 255), same shape."""
-    return np.divide(images, 255, dtype=dtype)           # (N, H, W, C)
 
 
 def streams(seed):
@@ -124,39 +120,6 @@ def load_data(cfg, data_dir=None):
     return select_subsets({split: load(cfg.dataset, split, data_dir) for split in ("train", "test")}, cfg)
 
 
-def evaluate(model, images, seed_seq, batch_size=100, beta=None):
-    """Mean test loss, reconstruction and KL over ``images`` (uint8 NHWC).
-
-    The reparameterization noise comes from ``seed_seq`` afresh on every
-    call, so the same model always gets the same numbers.
-    """
-    check_uint8_images(images, model.image_shape, "images")
-    if len(images) == 0:
-        raise ConfigError("evaluate needs at least one image, got none")
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    rng = np.random.default_rng(seed_seq)
-    totals, n = dict.fromkeys(HISTORY_KEYS, 0.0), len(images)
-    for i in range(0, n, batch_size):
-        x = to_float(images[i:i + batch_size], model.dtype)  # (B, H, W, C)
-        eps = rng.standard_normal((len(x), model.arch.latent), dtype=model.dtype)
-        r = model.loss(x, eps, beta=beta, backward=False)
-        for k in HISTORY_KEYS:
-            totals[k] += r[k] * len(x)
-    return {k: v / n for k, v in totals.items()}
-
-
-def check_uint8_images(images, image_shape, what="images"):
-    """Raise ConfigError unless ``images`` is a uint8 array of shape (N, *image_shape)."""
-    shape = tuple(image_shape)
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1:] != shape:
-        got = getattr(images, "shape", type(images).__name__)
-        raise ConfigError(f"{what}: expected a uint8 array of shape (N, {', '.join(map(str, shape))}), "
-                          f"got {got}")
-    if images.dtype != np.uint8:
-        raise ConfigError(f"{what}: expected uint8 pixels 0..255, got dtype {images.dtype}")
-
-
 def check_data(data, image_shape):
     """Raise ConfigError unless ``data`` is ``{"train": (images, labels), "test": (images, labels)}``."""
     if not isinstance(data, dict) or not {"train", "test"} <= set(data):
@@ -169,22 +132,6 @@ def check_data(data, image_shape):
         check_uint8_images(part[0], image_shape, f'data["{split}"] images')
         if len(part[0]) == 0:
             raise ConfigError(f'data["{split}"] has no images')
-
-
-def encode_all(model, images, batch_size=200):
-    """mu and logvar of every image (uint8 NHWC): two (N, L) arrays."""
-    check_uint8_images(images, model.image_shape, "images")
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if len(images) == 0:
-        empty = np.zeros((0, model.arch.latent), model.dtype)
-        return empty, empty.copy()
-    mus, logvars = [], []
-    for i in range(0, len(images), batch_size):
-        mu, logvar = model.encode(to_float(images[i:i + batch_size], model.dtype))
-        mus.append(mu)
-        logvars.append(logvar)
-    return np.concatenate(mus), np.concatenate(logvars)
 
 
 class Trainer:
@@ -216,7 +163,7 @@ class Trainer:
         self.steps_per_epoch = -(-n // cfg.batch_size)
         self.epoch, self.step, self.perm, self.seconds, self.done = 0, 0, None, 0.0, False
         self.history = {k: [] for k in HISTORY_KEYS}
-        self.epochs = []
+        self.test_history = []
         self._signal = None
         self._t0 = None
         self.callback = None    # callback(trainer, event): event "step" after each batch, "epoch" after each test
@@ -262,20 +209,11 @@ class Trainer:
             return
         self._tick()
         self._check_finite()
-        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
-        arrays.update({f"adam/{k}": v for k, v in self.opt.state_dict(copy=False).items()})  # written now
-        arrays.update({f"history/{k}": np.asarray(v, dtype=np.float64) for k, v in self.history.items()})
-        arrays.update({f"epochs/{k}": np.asarray([e[k] for e in self.epochs], dtype=np.float64)
-                       for k in HISTORY_KEYS})
-        arrays.update({
-            "state/epoch": np.array(self.epoch, dtype=np.int64),
-            "state/step": np.array(self.step, dtype=np.int64),
-            "state/perm": np.asarray(self.perm if self.perm is not None else [], dtype=np.int64),
-            "state/rng": ckpt.json_array(self.rng.bit_generator.state),
-            "state/seconds": np.array(self.seconds, dtype=np.float64),
-            "state/done": np.array(int(self.done), dtype=np.int64),
-            "meta/config": ckpt.json_array(asdict(self.cfg)),
-        })
+        arrays = ckpt.pack_state({
+            "params": self.model.params, "adam": self.opt.state_dict(copy=False),  # written now
+            "history": self.history, "test_history": self.test_history, "epoch": self.epoch,
+            "step": self.step, "perm": self.perm, "rng": self.rng.bit_generator.state,
+            "seconds": self.seconds, "done": self.done, "config": asdict(self.cfg)})
         try:
             ckpt.save_arrays(self.checkpoint_path, arrays)
         except OSError as e:
@@ -293,30 +231,23 @@ class Trainer:
 
     def restore_arrays(self, a, path="checkpoint"):
         """:meth:`restore` from arrays already read by :func:`tinyvae.checkpoint.load_arrays`."""
-        stored_cfg = ckpt.read_json_array(a, "meta/config", path)
-        if not isinstance(stored_cfg, dict):
-            raise CheckpointError(f"{path}: entry 'meta/config' is not a configuration")
-        mine = asdict(self.cfg)
+        stored_cfg, mine = ckpt.read_config(a, path), asdict(self.cfg)
         for k in ("model", "dataset", "batch_size", "lr", "seed", "train_subset", "test_subset"):
             theirs = stored_cfg.get(k)
             if theirs != mine[k] or type(theirs) is bool:
                 raise CheckpointError(f"{path} is from another run: its {k} is {theirs!r}, "
                                       f"this run's is {mine[k]!r}; use another --out or the same settings")
-        params = ckpt.check_params(a, self.model.params, path)
-        for k, v in params.items():
-            if not np.all(np.isfinite(v)):
-                raise CheckpointError(f"{path}: parameter {k} is not finite")
-        s = _read_state(a, path, self.model.params, len(self.x_train), self.steps_per_epoch)
+        s = ckpt.unpack_state(a, path, self.model.params, len(self.x_train), self.steps_per_epoch)
         done_epochs = s["epoch"] + (1 if s["step"] or s["perm"] is not None else 0)
         if done_epochs > self.cfg.epochs:
             raise CheckpointError(f"{path} has already trained {s['epoch']} epochs"
                                   + (f" and {s['step']} steps" if s["step"] else "")
                                   + f", more than this run's {self.cfg.epochs}; pass --epochs "
                                   f"{done_epochs} or more, or use another --out")
-        for k, v in params.items():
+        for k, v in s["params"].items():
             self.model.params[k][...] = v
         self.opt.load_state_dict(s["adam"])
-        self.history, self.epochs = s["history"], s["epochs"]
+        self.history, self.test_history = s["history"], s["test_history"]
         self.epoch, self.step, self.perm = s["epoch"], s["step"], s["perm"]
         self.rng.bit_generator.state = s["rng"]
         self.seconds, self.done = s["seconds"], s["done"] and self.epoch >= self.cfg.epochs
@@ -388,12 +319,12 @@ class Trainer:
                     self.callback(self, "step")
         finally:
             bar.close()
-        test = evaluate(model, self.x_test, self.eval_seed)
+        test = mean_loss(model, self.x_test, self.eval_seed)
         if not all(math.isfinite(test[k]) for k in HISTORY_KEYS):
             raise self._diverged(
                 f"the test loss became {test['loss']} (rec {test['rec']}, kl {test['kl']}) after "
                 f"epoch {self.epoch + 1} (global step {self.global_step})")
-        self.epochs.append(test)
+        self.test_history.append(test)
         if progress:
             tqdm.write(f"epoch {self.epoch + 1}: test loss {test['loss']:.3f} "
                        f"(rec {test['rec']:.3f}, kl {test['kl']:.3f})")
@@ -411,83 +342,14 @@ class Trainer:
 
     def metrics(self):
         """The run's summary numbers (what metrics.json holds)."""
-        last = self.epochs[-1] if self.epochs else dict.fromkeys(HISTORY_KEYS, float("nan"))
+        last = self.test_history[-1] if self.test_history else dict.fromkeys(HISTORY_KEYS, float("nan"))
         return {
             "model": self.cfg.model, "dataset": self.cfg.dataset, "epochs": self.epoch,
             "steps": self.global_step, "seconds": round(self.seconds, 3),
             "test_loss": last["loss"], "test_rec": last["rec"], "test_kl": last["kl"],
-            "epoch_test": self.epochs, "config": asdict(self.cfg),
+            "epoch_test": self.test_history, "config": asdict(self.cfg),
             "n_train": len(self.x_train), "n_test": len(self.x_test),
         }
-
-
-def _scalar(a, key, path, kinds, low=None, high=None):
-    v = a.get(key)
-    if v is None or v.shape != () or v.dtype.kind not in kinds:
-        raise CheckpointError(f"{path}: entry {key!r} is missing or not a scalar")
-    v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        raise CheckpointError(f"{path}: entry {key!r} is {v}")
-    if (low is not None and v < low) or (high is not None and v > high):
-        raise CheckpointError(f"{path}: entry {key!r} is {v}, outside {low}..{high}")
-    return v
-
-
-def _vector(a, key, path, kinds):
-    v = a.get(key)
-    if v is None or v.ndim != 1 or v.dtype.kind not in kinds:
-        raise CheckpointError(f"{path}: entry {key!r} is missing or not a vector")
-    if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
-        raise CheckpointError(f"{path}: entry {key!r} holds values that are not finite")
-    return v
-
-
-def _read_state(a, path, params, n_train, steps_per_epoch):
-    """Everything but the parameters from a loaded checkpoint, checked for consistency."""
-    s = {}
-    s["epoch"] = _scalar(a, "state/epoch", path, "iu", 0)
-    s["step"] = _scalar(a, "state/step", path, "iu", 0, steps_per_epoch)
-    perm = _vector(a, "state/perm", path, "iu")
-    if perm.size:
-        if perm.shape != (n_train,) or not np.array_equal(np.sort(perm), np.arange(n_train)):
-            raise CheckpointError(f"{path}: its batch order does not fit this run's {n_train} training "
-                                  f"images; was it made with other data?")
-        s["perm"] = perm.astype(np.int64)
-    else:
-        s["perm"] = None
-    if s["step"] and s["perm"] is None:
-        raise CheckpointError(f"{path}: it is {s['step']} steps into an epoch but has no batch order")
-    s["seconds"] = float(_scalar(a, "state/seconds", path, "iuf", 0))
-    s["done"] = bool(_scalar(a, "state/done", path, "iub", 0, 1))
-
-    s["history"] = {k: _vector(a, f"history/{k}", path, "f").tolist() for k in HISTORY_KEYS}
-    cols = [_vector(a, f"epochs/{k}", path, "f").tolist() for k in HISTORY_KEYS]
-    s["epochs"] = [dict(zip(HISTORY_KEYS, vals)) for vals in zip(*cols)]
-    steps = s["epoch"] * steps_per_epoch + s["step"]
-    if {len(v) for v in s["history"].values()} != {steps} or {len(c) for c in cols} != {s["epoch"]}:
-        raise CheckpointError(f"{path}: its history does not match its position (epoch {s['epoch']}, "
-                              f"step {s['step']}, {steps_per_epoch} steps an epoch); was it made with "
-                              f"other data?")
-
-    t = _scalar(a, "adam/t", path, "iu", 0)
-    moments = {k: v for k, v in a.items() if k.startswith(("adam/m/", "adam/v/"))}
-    expected = {f"adam/{mv}/{k}" for k in params for mv in "mv"} if t else set()
-    if t != steps or set(moments) != expected:
-        raise CheckpointError(f"{path}: its optimizer state does not match the model and position")
-    for k, v in moments.items():
-        p = params[k[len("adam/m/"):]]
-        if v.shape != p.shape or v.dtype != p.dtype or not np.all(np.isfinite(v)):
-            raise CheckpointError(f"{path}: optimizer entry {k!r} is {v.dtype}{v.shape}, "
-                                  f"expected finite {p.dtype}{p.shape}")
-    s["adam"] = {"t": np.array(t, dtype=np.int64), **{k[len("adam/"):]: v for k, v in moments.items()}}
-
-    rng = ckpt.read_json_array(a, "state/rng", path)
-    try:
-        np.random.PCG64().state = rng                       # validates without touching ours
-    except (TypeError, ValueError, KeyError, OverflowError, AttributeError) as e:
-        raise CheckpointError(f"{path}: entry 'state/rng' is not a PCG64 state ({type(e).__name__})") from None
-    s["rng"] = rng
-    return s
 
 
 def check_out_dir(out_dir):
@@ -575,9 +437,5 @@ def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=Tr
         except OSError as e:
             raise ConfigError(f"cannot write {os.path.join(out_dir, METRICS)} ({e.strerror or e})") from None
     history = {k: np.asarray(v) for k, v in trainer.history.items()}
-    return Result(trainer.model, history, trainer.epochs, metrics, out_dir, data)
+    return Result(trainer.model, history, trainer.test_history, metrics, out_dir, data)
 
-
-def config_fields():
-    """Names of :class:`TrainConfig`'s fields (for the CLI and run_all)."""
-    return [f.name for f in fields(TrainConfig)]

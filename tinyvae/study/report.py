@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
-from .data import CLASS_NAMES
-from .evaluate import ACTIVE_THRESHOLD, DECODER_VARIANCE, PIXEL_SCALE, VEHICLE_CLASSES
+from ..data import CLASS_NAMES, PIXEL_SCALE
+from ..evaluate import ACTIVE_THRESHOLD, DECODER_VARIANCE
+from ..probes import VEHICLE_CLASSES
 
 CLUSTER_ACCURACY = 0.8     # (a): kNN accuracy of the 2-D MNIST latent that counts as distinct clusters
 SEPARATION_MARGIN = 0.05   # (b): accuracy gain over the majority rate that counts as a separation
@@ -270,7 +271,7 @@ def render(summary, figure_paths):
         "## The paper's claims, checked",
         "",
         "Each verdict is computed from the numbers by the stated criterion "
-        "(`tinyvae.report.judge_claims`); SE = standard error.",
+        "(`tinyvae.study.report.judge_claims`); SE = standard error.",
         "",
     ]
     rows = [[f"({c['id']}) {c['claim']}", c["evidence"], c["criterion"], f"**{c['verdict']}**"]

@@ -26,10 +26,10 @@ import time
 
 from tqdm.auto import tqdm
 
-from . import errors
-from .data import SPLIT_SIZES
-from .errors import ConfigError, Interrupted, TinyVAEError
-from .threads import check_positive_int, thread_limit
+from .. import errors
+from ..data import SPLIT_SIZES
+from ..errors import ConfigError, Interrupted, TinyVAEError
+from ..threads import check_positive_int, thread_limit
 
 REPORT_EVERY = 0.5      # seconds between a child's progress messages
 
@@ -45,7 +45,7 @@ def rss_mib(pid):
 
 def _child(name, cfg, out_dir, resume, data_dir, backend, threads, q):
     """One run in a child process: train, then report "done", "interrupted" or "error"."""
-    from .train import train
+    from ..train import train
     os.setpgrp()                       # the terminal's Ctrl-C goes to the parent only
     parent, state = os.getppid(), {"last": 0.0, "orphan": False}
 
@@ -60,7 +60,7 @@ def _child(name, cfg, out_dir, resume, data_dir, backend, threads, q):
             info = {"step": trainer.global_step, "total": trainer.steps_per_epoch * trainer.cfg.epochs,
                     "epoch": trainer.epoch}
             if event == "epoch":
-                info["test"] = trainer.epochs[-1]
+                info["test"] = trainer.test_history[-1]
             q.put((name, event, info))
 
     code = 0
