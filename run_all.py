@@ -38,7 +38,8 @@ from tinyvae.bench import step_flops
 from tinyvae.models import VAE, get_arch
 from tinyvae.study.parallel import planned_steps, train_parallel
 from tinyvae.evaluate import encode_all
-from tinyvae.train import CHECKPOINT, METRICS, TrainConfig, check_out_dir, select_subsets, streams, train
+from tinyvae.runs import CHECKPOINT, METRICS, check_out_dir
+from tinyvae.train import TrainConfig, select_subsets, streams, train
 
 RUNS = (("simple", "mnist"), ("simple", "cifar10"), ("highdim", "cifar10"), ("deep", "cifar10"))
 DATASETS = ("mnist", "cifar10")

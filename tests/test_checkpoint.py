@@ -23,7 +23,8 @@ from hypothesis.extra import numpy as hnp
 from tinyvae import checkpoint as ckpt
 from tinyvae.cli import thread_limit
 from tinyvae.errors import CheckpointError, Interrupted, TinyVAEError
-from tinyvae.train import CHECKPOINT, TrainConfig, Trainer, train
+from tinyvae.runs import CHECKPOINT
+from tinyvae.train import TrainConfig, Trainer, train
 from synthetic import tiny_data, write_mnist_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ import pytest
 from tinyvae.cli import build_parser, main, resume_command
 from tinyvae.cli import thread_limit
 from tinyvae.errors import ConfigError
-from tinyvae.train import CHECKPOINT, TrainConfig, train
+from tinyvae.runs import CHECKPOINT
+from tinyvae.train import TrainConfig, train
 from synthetic import write_mnist_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,8 @@ from tinyvae import checkpoint as ckpt
 from tinyvae.cli import thread_limit
 from tinyvae.errors import ConfigError, DataError
 from tinyvae.study.parallel import planned_steps, rss_mib, train_parallel
-from tinyvae.train import CHECKPOINT, TrainConfig, train
+from tinyvae.runs import CHECKPOINT
+from tinyvae.train import TrainConfig, train
 from synthetic import write_mnist_dir
 from test_train import position, same_state, wait_until
 

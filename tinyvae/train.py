@@ -1,20 +1,13 @@
-"""Training: the loop, test evaluation, checkpoints, resume.
+"""Training: the loop, a test after each epoch, checkpoints, resume.
 
-The study's protocol is the default: Adam with lr 1e-4, batches of 50 drawn
-in a fresh seeded order each epoch, 10 epochs, float32, pixels / 255.
-
-Reproducibility: ``seed`` determines everything. It is split with
-:class:`numpy.random.SeedSequence` into independent streams for the initial
-weights, the data subsets, the training stream (each epoch's shuffle and
-every batch's reparameterization noise) and the evaluation noise. The
+A run is defined by a :class:`tinyvae.config.TrainConfig`: Adam, batches
+drawn in a fresh seeded order each epoch, float32, pixels / 255. The
 training stream's state is saved in every checkpoint, so a resumed run
 continues bit-exactly where it stopped (see :mod:`tinyvae.checkpoint`).
 """
-import json
 import math
 import os
 import signal
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -22,65 +15,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .data import load, to_float
+from . import runs
+from .archs import image_shape_of
 from .checkpoint import HISTORY_KEYS
-from .evaluate import check_uint8_images, mean_loss
+from .config import TrainConfig, check_data, load_data, streams
+from .data import to_float
 from .errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
+from .evaluate import mean_loss
 from .kernels import get_backend
-from .models import VAE, get_arch, image_shape_of
+from .models import VAE
 from .optim import Adam
-
-CHECKPOINT = "checkpoint.npz"
-METRICS = "metrics.json"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (stored in every checkpoint).
-
-    ``train_subset`` / ``test_subset``: use only that many images, chosen at
-    random with the seed (None: all). ``checkpoint_every``: also checkpoint
-    every that many steps (0: only at the end of each epoch).
-    """
-    model: str = "simple"
-    dataset: str = "mnist"
-    epochs: int = 10
-    batch_size: int = 50
-    lr: float = 1e-4
-    seed: int = 0
-    train_subset: int | None = None
-    test_subset: int | None = None
-    checkpoint_every: int = 0
-
-    def validate(self):
-        """Raise ConfigError naming the first bad field and what is accepted."""
-        for name in ("model", "dataset"):
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"{name} must be a name (str), got {getattr(self, name)!r}")
-        get_arch(self.model)
-        image_shape_of(self.dataset)
-        for name, low in (("epochs", 1), ("batch_size", 1), ("checkpoint_every", 0)):
-            v = getattr(self, name)
-            if not _is_int(v) or v < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
-        for name in ("train_subset", "test_subset"):
-            v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < 1):
-                raise ConfigError(f"{name} must be a positive integer or None, got {v!r}")
-        if isinstance(self.lr, (bool, np.bool_)) or not isinstance(self.lr, (int, float, np.integer, np.floating)) \
-                or not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
-        for name in ("epochs", "batch_size", "checkpoint_every", "seed", "train_subset", "test_subset"):
-            if getattr(self, name) is not None:                # NumPy numbers -> plain ones (JSON)
-                setattr(self, name, int(getattr(self, name)))
-        self.lr = float(self.lr)
-        return self
-
-
-def _is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 @dataclass
@@ -92,46 +36,6 @@ class Result:
     metrics: dict
     out_dir: str | None = None
     data: dict = field(default_factory=dict, repr=False)
-
-
-def streams(seed):
-    """Independent RNGs for init, subsets, training and evaluation from one seed."""
-    init, subset, training, evaluation = np.random.SeedSequence(seed).spawn(4)
-    return (np.random.default_rng(init), np.random.default_rng(subset),
-            np.random.default_rng(training), evaluation)
-
-
-def select_subsets(full, cfg):
-    """``cfg``'s train and test subsets of ``full = {"train": (x, y), "test": (x, y)}``,
-    drawn with the seed's subset stream (all images where a subset is None)."""
-    _, subset_rng, _, _ = streams(cfg.seed)
-    out = {}
-    for split, k in (("train", cfg.train_subset), ("test", cfg.test_subset)):
-        x, y = full[split]
-        if k is not None and k < len(x):
-            idx = np.sort(subset_rng.choice(len(x), size=k, replace=False))
-            x, y = x[idx], y[idx]
-        out[split] = (x, y)
-    return out
-
-
-def load_data(cfg, data_dir=None):
-    """Train and test images (uint8 NHWC) and labels for ``cfg``, subsets applied."""
-    return select_subsets({split: load(cfg.dataset, split, data_dir) for split in ("train", "test")}, cfg)
-
-
-def check_data(data, image_shape):
-    """Raise ConfigError unless ``data`` is ``{"train": (images, labels), "test": (images, labels)}``."""
-    if not isinstance(data, dict) or not {"train", "test"} <= set(data):
-        raise ConfigError('data must be a dict {"train": (images, labels), "test": (images, labels)}, '
-                          f"got {type(data).__name__}")
-    for split in ("train", "test"):
-        part = data[split]
-        if not isinstance(part, (tuple, list)) or len(part) != 2:
-            raise ConfigError(f'data["{split}"] must be a pair (images, labels)')
-        check_uint8_images(part[0], image_shape, f'data["{split}"] images')
-        if len(part[0]) == 0:
-            raise ConfigError(f'data["{split}"] has no images')
 
 
 class Trainer:
@@ -182,7 +86,7 @@ class Trainer:
 
     @property
     def checkpoint_path(self):
-        return os.path.join(self.out_dir, CHECKPOINT) if self.out_dir else None
+        return os.path.join(self.out_dir, runs.CHECKPOINT) if self.out_dir else None
 
     def _tick(self):
         """Add the time since the last tick to ``seconds`` (checkpoint writes are not counted)."""
@@ -352,30 +256,6 @@ class Trainer:
         }
 
 
-def check_out_dir(out_dir):
-    """Create ``out_dir`` if needed and make sure it is writable (ConfigError if not)."""
-    if not isinstance(out_dir, (str, os.PathLike)) or not os.fspath(out_dir):
-        raise ConfigError(f"the output folder must be a path, got {out_dir!r}")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".tinyvae-write-test-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"output folder {os.fspath(out_dir)!r} is not writable "
-                          f"({getattr(e, 'strerror', None) or e}); pass a writable folder with --out") from None
-
-
-def _remove_stale_temporaries(out_dir):
-    """Delete temporary files a killed run left behind (they are never the checkpoint)."""
-    for name in os.listdir(out_dir):
-        if name.endswith(".tmp") and name.startswith((".ckpt-", ".tmp-")):
-            try:
-                os.unlink(os.path.join(out_dir, name))
-            except OSError:
-                pass
-
-
 def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=True, backend=None,
           callback=None):
     """Train one VAE; the whole study's runs are built from this.
@@ -412,10 +292,8 @@ def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=Tr
     get_backend(backend)
     path = None
     if out_dir is not None:
-        check_out_dir(out_dir)
-        out_dir = os.fspath(out_dir)
-        _remove_stale_temporaries(out_dir)
-        path = os.path.join(out_dir, CHECKPOINT)
+        out_dir = runs.prepare(out_dir)
+        path = os.path.join(out_dir, runs.CHECKPOINT)
         if not resume and os.path.exists(path):
             raise ConfigError(f"{path} already exists; pass --resume to continue that run, "
                               f"or choose another --out")
@@ -432,10 +310,7 @@ def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=Tr
         trainer.fit(progress)
     metrics = trainer.metrics()
     if out_dir:
-        try:
-            ckpt.save_text(os.path.join(out_dir, METRICS), json.dumps(metrics, indent=2) + "\n")
-        except OSError as e:
-            raise ConfigError(f"cannot write {os.path.join(out_dir, METRICS)} ({e.strerror or e})") from None
+        runs.write_metrics(out_dir, metrics)
     history = {k: np.asarray(v) for k, v in trainer.history.items()}
     return Result(trainer.model, history, trainer.test_history, metrics, out_dir, data)
 
