@@ -1,4 +1,5 @@
-"""Tests of tinyvae.data: readers on small files written here, real data when present, fuzzing, fetch."""
+"""Tests of tinyvae.data and tinyvae.download: readers on small files written here, real data when
+present, fuzzing, fetch."""
 
 import functools
 import gzip
@@ -6,6 +7,7 @@ import hashlib
 import http.server
 import io
 import socket
+import subprocess
 import sys
 import tarfile
 import threading
@@ -16,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinyvae import data
+from tinyvae import data, download
 from tinyvae.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(0)
@@ -420,6 +422,14 @@ def test_fuzz_load_cifar10_mutated(fuzz_root, draw):
 # --------------------------------------------------------------------------- fetch
 
 
+def test_reading_data_imports_no_network_module():
+    code = ("import sys, tinyvae.data; "
+            "print(sorted(m for m in ('socket', 'ssl', 'http.client', 'urllib.request', 'tinyvae.download') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -452,12 +462,12 @@ def test_fetch_downloads_and_verifies(tmp_path, http_root):
     payload = RNG.integers(0, 256, 5000, dtype=np.uint8).tobytes()
     (folder / "labels.gz").write_bytes(payload)
     rel = "mnist/train-labels-idx1-ubyte.gz"
-    resource = data.RemoteFile(rel, f"{base}/labels.gz", hashlib.sha256(payload).hexdigest(), len(payload))
+    resource = download.RemoteFile(rel, f"{base}/labels.gz", hashlib.sha256(payload).hexdigest(), len(payload))
     root = tmp_path / "data"
-    assert data.fetch("mnist", root, resources=[resource]) == [root / rel]
+    assert download.fetch("mnist", root, resources=[resource]) == [root / rel]
     assert (root / rel).read_bytes() == payload
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["mnist", rel]
-    assert data.fetch("mnist", root, resources=[resource]) == []  # already there
+    assert download.fetch("mnist", root, resources=[resource]) == []  # already there
 
 
 @pytest.mark.parametrize("existing_dir", [False, True])
@@ -474,12 +484,12 @@ def test_fetch_bad_download_leaves_nothing(tmp_path, http_root, problem, existin
         size += 1
     else:
         name = "absent.tar.gz"
-    resource = data.RemoteFile("cifar10/cifar-10-binary.tar.gz", f"{base}/{name}", sha, size)
+    resource = download.RemoteFile("cifar10/cifar-10-binary.tar.gz", f"{base}/{name}", sha, size)
     root = tmp_path / "data"
     if existing_dir:
         root.mkdir()
     with pytest.raises(DataError, match=name):
-        data.fetch("cifar10", root, resources=[resource])
+        download.fetch("cifar10", root, resources=[resource])
     assert (list(root.iterdir()) == []) if existing_dir else not root.exists()
 
 
@@ -487,33 +497,33 @@ def test_fetch_unreachable_host_fails_fast(tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}/train-images-idx3-ubyte.gz"
     start = time.perf_counter()
     with pytest.raises(DataError, match="cannot reach|tensorflow-datasets"):
-        data.fetch("mnist", tmp_path / "data",
-                   resources=[data.RemoteFile("mnist/train-images-idx3-ubyte.gz", url, "0" * 64, 1)])
+        download.fetch("mnist", tmp_path / "data",
+                   resources=[download.RemoteFile("mnist/train-images-idx3-ubyte.gz", url, "0" * 64, 1)])
     assert time.perf_counter() - start < 2.0
     assert not (tmp_path / "data").exists()
     start = time.perf_counter()
     with pytest.raises(DataError, match="cannot reach"):
-        data._probe(url, timeout=1.0)
+        download._probe(url, timeout=1.0)
     assert time.perf_counter() - start < 2.0
 
 
 def test_fetch_without_tfds_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     with pytest.raises(DataError, match=r"pip install 'tinyvae\[tfds\]'"):
-        data.fetch("mnist", tmp_path)
+        download.fetch("mnist", tmp_path)
 
 
 def test_fetch_rejects_paths_outside_the_data_dir(tmp_path):
     pytest.importorskip("tensorflow_datasets")
     for bad in ("../escape.gz", "/abs/file.gz"):
         with pytest.raises(ConfigError):
-            data.fetch("mnist", tmp_path, resources=[data.RemoteFile(bad, "http://127.0.0.1/x", "0" * 64, 1)])
+            download.fetch("mnist", tmp_path, resources=[download.RemoteFile(bad, "http://127.0.0.1/x", "0" * 64, 1)])
 
 
 def test_official_resources_come_from_tfds():
     pytest.importorskip("tensorflow_datasets")
     for dataset in data.DATASETS:
-        files = data.official_resources(dataset)
+        files = download.official_resources(dataset)
         assert {f.path: f.url for f in files} == data.OFFICIAL_URLS[dataset]
         for f in files:
             assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0 and f.size > 0

@@ -125,7 +125,7 @@ def cmd_summary(args):
 
 
 def cmd_fetch(args):
-    from .data import fetch
+    from .download import fetch
     paths = fetch(args.dataset, args.data_dir)
     print(json.dumps({"dataset": args.dataset, "files": [str(p) for p in paths]}, indent=2))
     return 0
