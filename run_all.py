@@ -31,15 +31,18 @@ import numpy as np
 from tinyvae import evaluate as ev
 from tinyvae import probes as pr
 from tinyvae.study import figures, report
-from tinyvae.cli import add_train_args, positive_int, thread_limit
+from tinyvae.cli import add_train_args, positive_int
+from tinyvae.threads import cores, free_cores, thread_limit
 from tinyvae.data import CLASS_NAMES, IMAGE_SHAPES, load
+from tinyvae.download import ensure
 from tinyvae.errors import ConfigError, Interrupted, TinyVAEError
 from tinyvae.bench import step_flops
 from tinyvae.models import VAE, get_arch
 from tinyvae.study.parallel import planned_steps, train_parallel
 from tinyvae.evaluate import encode_all
 from tinyvae.runs import CHECKPOINT, METRICS, check_out_dir
-from tinyvae.train import TrainConfig, select_subsets, streams, train
+from tinyvae.config import TrainConfig, select_subsets, streams
+from tinyvae.train import train
 
 RUNS = (("simple", "mnist"), ("simple", "cifar10"), ("highdim", "cifar10"), ("deep", "cifar10"))
 DATASETS = ("mnist", "cifar10")
@@ -108,24 +111,17 @@ def build_parser():
                    help=f"neighbours in the kNN separability test (default {pr.KNN_K})")
     p.add_argument("--jobs", type=positive_int, default=None,
                    help=f"train this many runs side by side, each in its own process (default: one per "
-                        f"core, at most {len(RUNS)}; here {default_jobs()}); 1 trains them one after "
-                        f"another in this process")
+                        f"free core, from the load average, at most {len(RUNS)}; here now "
+                        f"{default_jobs()}); 1 trains them one after another in this process")
     add_train_args(p, threads_help="numba and BLAS threads of each training process and of the "
-                                    "evaluation (default: the cores shared out over --jobs, at least 1, "
-                                    "for training; all cores for the evaluation and with --jobs 1)")
+                                    "evaluation (default: the free cores shared out over --jobs, at "
+                                    "least 1)")
     return p
 
 
-def cores():
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def default_jobs():
-    return max(1, min(len(RUNS), cores()))
+    """One run per free core (:func:`tinyvae.threads.free_cores`), at most one per run."""
+    return max(1, min(len(RUNS), free_cores()))
 
 
 def run_cost(cfg):
@@ -297,35 +293,8 @@ def draw_figures(fig_dir, full, runs, arrays, metrics):
     return {k: os.path.join("figures", v) for k, v in FIGURES.items()}
 
 
-def run_study(args):
-    global _T0
-    t_start = _T0 = time.perf_counter()
-    out = args.out
-    check_out_dir(out)
-    runs = configs(args)
-    run_dirs = {r: os.path.join(out, "runs", r) for r in runs}
-    if not args.resume:
-        existing = [os.path.join(d, CHECKPOINT) for d in run_dirs.values()
-                    if os.path.exists(os.path.join(d, CHECKPOINT))]
-        if existing:
-            raise ConfigError(f"{out} already holds runs ({', '.join(existing)}); pass --resume to "
-                              f"continue them (finished runs are skipped), or choose another --out")
-    preset = preset_name(args)
-    jobs = min(args.jobs or default_jobs(), len(runs))
-    threads = args.threads or (max(1, cores() // jobs) if jobs > 1 else None)
-    say(f"{preset} settings: {len(runs)} runs into {os.path.abspath(out)}")
-
-    trained, peak_all = set(), None
-    todo = [r for r in runs if not (args.resume and finished_before(run_dirs[r], runs[r]))]
-    if jobs > 1 and todo:
-        order = sorted(todo, key=lambda r: -run_cost(runs[r]))
-        say(f"training {len(todo)} run(s), {min(jobs, len(todo))} at a time with {threads} thread(s) "
-            f"each, longest first: {', '.join(order)}")
-        res = train_parallel([(r, runs[r], run_dirs[r]) for r in order], jobs, threads,
-                             data_dir=args.data_dir, backend=args.backend, resume=args.resume,
-                             progress=not args.no_progress, log=say)
-        trained, peak_all = set(order), res["peak_rss_all_mib"]
-
+def evaluate_runs(args, runs, run_dirs, todo, trained):
+    """Train what is left in this process, then evaluate every run and draw the figures."""
     full = {}
     for ds in DATASETS:
         say(f"loading {ds}")
@@ -367,8 +336,49 @@ def run_study(args):
         "cifar10_knn_deep_minus_simple": dict(zip(("diff", "se"), pr.paired_difference(
             arrays["deep_cifar10"]["knn_correct"], arrays["simple_cifar10"]["knn_correct"]))),
     }
-    fig_dir = os.path.join(out, "figures")
+    fig_dir = os.path.join(args.out, "figures")
     fig_paths = draw_figures(fig_dir, full, runs, arrays, metrics)
+    return full, metrics, arrays, comparisons, fig_paths
+
+
+
+def run_study(args):
+    global _T0
+    t_start = _T0 = time.perf_counter()
+    out = args.out
+    runs = configs(args)
+    check_out_dir(out, create=False)
+    ensure(DATASETS, args.data_dir, download=not args.no_download, log=say)  # before anything is created
+    check_out_dir(out)
+    run_dirs = {r: os.path.join(out, "runs", r) for r in runs}
+    if not args.resume:
+        existing = [os.path.join(d, CHECKPOINT) for d in run_dirs.values()
+                    if os.path.exists(os.path.join(d, CHECKPOINT))]
+        if existing:
+            raise ConfigError(f"{out} already holds runs ({', '.join(existing)}); pass --resume to "
+                              f"continue them (finished runs are skipped), or choose another --out")
+    preset = preset_name(args)
+    free = free_cores()
+    jobs = min(args.jobs or default_jobs(), len(runs))
+    threads = args.threads or max(1, free // jobs)          # per training process
+    local = args.threads or free                            # this process: --jobs 1 training, evaluation
+    say(f"{preset} settings: {len(runs)} runs into {os.path.abspath(out)}; "
+        + (f"{jobs} side by side with {threads} thread(s) each" if jobs > 1 else f"one at a time on {local} thread(s)")
+        + f" ({free} of {cores()} cores free{'' if args.jobs or args.threads else '; --jobs and --threads change it'})")
+
+    trained, peak_all = set(), None
+    todo = [r for r in runs if not (args.resume and finished_before(run_dirs[r], runs[r]))]
+    if jobs > 1 and todo:
+        order = sorted(todo, key=lambda r: -run_cost(runs[r]))
+        say(f"training {len(todo)} run(s), {min(jobs, len(todo))} at a time with {threads} thread(s) "
+            f"each, longest first: {', '.join(order)}")
+        res = train_parallel([(r, runs[r], run_dirs[r]) for r in order], jobs, threads,
+                             data_dir=args.data_dir, backend=args.backend, resume=args.resume,
+                             progress=not args.no_progress, log=say)
+        trained, peak_all = set(order), res["peak_rss_all_mib"]
+
+    with thread_limit(local):
+        full, metrics, arrays, comparisons, fig_paths = evaluate_runs(args, runs, run_dirs, todo, trained)
 
     cfg0 = next(iter(runs.values()))
     study = {
@@ -407,8 +417,7 @@ def main(argv=None):
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        with thread_limit(args.threads):
-            run_study(args)
+        run_study(args)
         return 0
     except Interrupted as e:
         print(f"run_all: {e}", file=sys.stderr)

@@ -44,7 +44,7 @@ from tinyvae.errors import TinyVAEError  # noqa: E402
 from tinyvae.models import ARCHS, IMAGE_SHAPES, VAE  # noqa: E402
 from tinyvae.checkpoint import HISTORY_KEYS  # noqa: E402
 from tinyvae.data import to_float  # noqa: E402
-from tinyvae.train import TrainConfig, load_data, streams  # noqa: E402
+from tinyvae.config import TrainConfig, load_data, streams  # noqa: E402
 
 
 def nchw(images_uint8):

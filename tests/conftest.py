@@ -1,7 +1,7 @@
 """Shared fixtures.
 
-Real data: set ``TINYVAE_DATA_DIR`` to a folder in the layout of
-``tinyvae.data`` (e.g. ``../shared/data``). Tests that need it skip without it,
+Real data is looked for where the package looks (:func:`tinyvae.data.resolve_data_dir`:
+``TINYVAE_DATA_DIR``, else ``~/.cache/tinyvae``). Tests that need it skip without it,
 except under CI (``CI=true`` or ``CI=1``), where missing data is a failure.
 """
 
@@ -10,11 +10,11 @@ import pathlib
 
 import pytest
 
-_FILES = {
-    "mnist": ("mnist/train-images-idx3-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz",
-              "mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"),
-    "cifar10": ("cifar10/cifar-10-binary.tar.gz",),
-}
+from tinyvae.data import OFFICIAL_URLS, resolve_data_dir
+
+# No test reaches the internet: a run that finds data missing fails instead of downloading
+# (tests/test_fresh_machine.py turns downloads back on, from a server on 127.0.0.1).
+os.environ["TINYVAE_NO_DOWNLOAD"] = "1"
 
 
 def _in_ci() -> bool:
@@ -22,20 +22,17 @@ def _in_ci() -> bool:
 
 
 def require_data(*datasets: str) -> pathlib.Path:
-    """Return ``$TINYVAE_DATA_DIR`` if it holds the files of ``datasets`` (default: all).
+    """Return the data dir if it holds the files of ``datasets`` (default: all).
 
     Otherwise skip the calling test, or fail it under CI.
     """
-    datasets = datasets or tuple(_FILES)
-    root = os.environ.get("TINYVAE_DATA_DIR")
-    if not root:
-        reason = "TINYVAE_DATA_DIR is not set (point it at a folder with the real data)"
-    else:
-        missing = [str(pathlib.Path(root, rel)) for d in datasets for rel in _FILES[d]
-                   if not pathlib.Path(root, rel).is_file()]
-        if not missing:
-            return pathlib.Path(root)
-        reason = f"real {'/'.join(datasets)} data missing: {', '.join(missing)}"
+    datasets = datasets or tuple(OFFICIAL_URLS)
+    root = resolve_data_dir()
+    missing = [str(root / rel) for d in datasets for rel in OFFICIAL_URLS[d] if not (root / rel).is_file()]
+    if not missing:
+        return root
+    reason = (f"real {'/'.join(datasets)} data missing: {', '.join(missing)} "
+              f"(set TINYVAE_DATA_DIR, or run python -m tinyvae fetch {' '.join(datasets)})")
     if _in_ci():
         pytest.fail(f"CI needs the real data: {reason}")
     pytest.skip(reason)

@@ -24,7 +24,8 @@ from tinyvae import checkpoint as ckpt
 from tinyvae.cli import thread_limit
 from tinyvae.errors import CheckpointError, Interrupted, TinyVAEError
 from tinyvae.runs import CHECKPOINT
-from tinyvae.train import TrainConfig, Trainer, train
+from tinyvae.config import TrainConfig
+from tinyvae.train import Trainer, train
 from synthetic import tiny_data, write_mnist_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

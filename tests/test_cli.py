@@ -15,11 +15,13 @@ import time
 
 import pytest
 
+from tinyvae import data
 from tinyvae.cli import build_parser, main, resume_command
 from tinyvae.cli import thread_limit
 from tinyvae.errors import ConfigError
 from tinyvae.runs import CHECKPOINT
-from tinyvae.train import TrainConfig, train
+from tinyvae.config import TrainConfig
+from tinyvae.train import train
 from synthetic import write_mnist_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +72,7 @@ def bad_input_cases(data_dir, tmp):
         "unknown backend": (train_args("--backend", "cuda"), ["--backend", "invalid choice"]),
         "unknown flag": (train_args("--learning-rate", "1"), ["unrecognized arguments", "--learning-rate"]),
         "out under a file": (train_args(out=tmp / "a_file" / "out"), ["not writable", "--out"]),
-        "out is a file": (train_args(out=tmp / "a_file"), ["not writable", "--out"]),
+        "out is a file": (train_args(out=tmp / "a_file"), ["is a file, not a folder", "--out"]),
         "missing --out": (train_args()[:-2], ["required", "--out"]),
         "data dir is a file": (train_args("--data-dir", tmp / "a_file"), ["not found", "fetch"]),
         "corrupt data": (train_args("--data-dir", corrupt), ["train-images-idx3-ubyte.gz", "gzip"]),
@@ -150,7 +152,7 @@ def test_bad_input_leaves_existing_checkpoint_untouched(bad_input_results):
 def test_missing_data_exits_fast_with_the_fix(tmp_path, how):
     empty = tmp_path / "empty"
     empty.mkdir()
-    args = ["train", "--epochs", "1", "--out", tmp_path / "out"]
+    args = ["train", "--epochs", "1", "--no-download", "--out", tmp_path / "out"]
     env = {"TINYVAE_DATA_DIR": str(empty)} if how == "env" else {"TINYVAE_DATA_DIR": ""}
     if how == "flag":
         args += ["--data-dir", empty]
@@ -161,8 +163,9 @@ def test_missing_data_exits_fast_with_the_fix(tmp_path, how):
         if r.seconds < 2:
             break
     assert best.returncode == 2 and "Traceback" not in best.stderr
-    for w in ("fetch", "TINYVAE_DATA_DIR", str(empty), "train-images-idx3-ubyte.gz"):
-        assert w in best.stderr, w
+    for w in ("fetch", "TINYVAE_DATA_DIR", str(empty), "--no-download", *data.OFFICIAL_URLS["mnist"]):
+        assert w in best.stderr, w                     # every missing file, not one split's two
+    assert not (tmp_path / "out").exists()             # nothing created
     assert best.seconds < 2, f"took {best.seconds:.2f} s"
 
 

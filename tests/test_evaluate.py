@@ -202,7 +202,7 @@ def test_negative_elbo_on_a_hand_computed_example():
 
 def test_negative_elbo_of_a_real_model_matches_the_training_evaluation():
     from tinyvae.models import VAE
-    from tinyvae.train import streams
+    from tinyvae.config import streams
     rng = np.random.default_rng(9)
     model = VAE("simple", (28, 28, 1), np.random.default_rng(0))
     imgs = rng.integers(0, 256, (130, 28, 28, 1), dtype=np.uint8)

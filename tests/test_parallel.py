@@ -17,7 +17,8 @@ from tinyvae.cli import thread_limit
 from tinyvae.errors import ConfigError, DataError
 from tinyvae.study.parallel import planned_steps, rss_mib, train_parallel
 from tinyvae.runs import CHECKPOINT
-from tinyvae.train import TrainConfig, train
+from tinyvae.config import TrainConfig
+from tinyvae.train import train
 from synthetic import write_mnist_dir
 from test_train import position, same_state, wait_until
 
@@ -29,7 +30,7 @@ DRIVER = r"""
 import sys
 from tinyvae.errors import Interrupted, TinyVAEError
 from tinyvae.study.parallel import train_parallel
-from tinyvae.train import TrainConfig
+from tinyvae.config import TrainConfig
 data_dir, out, resume, epochs = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
 tasks = [(name, TrainConfig(dataset="mnist", epochs=epochs, batch_size=10, test_subset=10, lr=1e-3,
                             seed=seed), f"{out}/{name}") for name, seed in (("a", 1), ("b", 2))]

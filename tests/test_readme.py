@@ -40,9 +40,13 @@ def test_readme_example_prints_what_readme_shows():
                 assert abs(float(a) - float(b)) <= 0.02, (g, w)
 
 
-def test_ci_runs_the_readme_test_command():
-    commands = blocks("bash")[0]
-    test_cmd = [l.split("#")[0].strip() for l in commands.splitlines() if "pytest" in l][0]
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert test_cmd in [l.strip() for l in ci.splitlines()], (test_cmd, ci)
-    assert (ROOT / "run_all.py").exists()
+def test_readme_leads_with_two_commands_and_ci_runs_them():
+    lines = [l.split("#")[0].strip() for l in blocks("bash")[0].splitlines() if l.split("#")[0].strip()]
+    assert len(lines) == 2, lines
+    install, study = [part.strip() for part in lines[0].split("&&")]
+    assert study == "python run_all.py" and (ROOT / "run_all.py").exists()
+    assert lines[1] == "python -m pytest"
+    ci = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert install in ci and lines[1] in ci
+    assert ci.index(install) < ci.index(lines[1])
+    assert README.index("## Two commands") < README.index("```python")    # the commands come first

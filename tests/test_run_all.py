@@ -152,7 +152,7 @@ def test_rerun_without_resume_exits_2_with_a_hint(quick, real_data_dir):
 
 def test_subsets_are_those_of_train_load_data(mnist_data_dir):
     from tinyvae.data import load
-    from tinyvae.train import TrainConfig, load_data
+    from tinyvae.config import TrainConfig, load_data
     run_all = load_run_all()
     cfg = TrainConfig(dataset="mnist", train_subset=300, test_subset=100, seed=3)
     full = {s: load("mnist", s, mnist_data_dir) for s in ("train", "test")}

@@ -12,7 +12,8 @@ import numpy as np
 from tinyvae.probes import knn_accuracy
 from tinyvae.threads import thread_limit
 from tinyvae.evaluate import encode_all
-from tinyvae.train import TrainConfig, train
+from tinyvae.config import TrainConfig
+from tinyvae.train import train
 
 # benchmarks/torch_reference_epoch.py, seeds 0 and 1 (torch 2.13.0+cpu, 1 thread, 2026-11-24);
 # tinyvae measured 45.280 (seed 0) and 45.694 (seed 1) in the same session

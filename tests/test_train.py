@@ -25,7 +25,8 @@ from tinyvae.errors import ConfigError, DataError, Interrupted, TrainingDiverged
 from tinyvae.models import VAE
 from tinyvae.evaluate import encode_all, mean_loss
 from tinyvae.runs import CHECKPOINT, METRICS
-from tinyvae.train import TrainConfig, Trainer, load_data, streams, train
+from tinyvae.config import TrainConfig, load_data, streams
+from tinyvae.train import Trainer, train
 from synthetic import tiny_data, write_mnist_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,7 @@ import shlex
 import sys
 
 from .errors import ConfigError, Interrupted, TinyVAEError
-from .threads import thread_limit
+from .threads import default_threads, thread_limit
 from .archs import ARCHS, BACKENDS, IMAGE_SHAPES
 
 
@@ -45,7 +45,8 @@ def positive_float(text):
     return v
 
 
-def add_train_args(p, threads_help="pin numba and BLAS to this many threads (default: all cores)"):
+def add_train_args(p, threads_help="pin numba and BLAS to this many threads (default: the cores "
+                                   "that other work leaves free, from the load average)"):
     """The flags shared by ``train`` and ``run_all.py``'s per-run settings."""
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     p.add_argument("--data-dir", default=None,
@@ -55,6 +56,8 @@ def add_train_args(p, threads_help="pin numba and BLAS to this many threads (def
                    help="kernels: numba (fast, default) or numpy (the reference); "
                         "also settable as $TINYVAE_KERNELS")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-download", action="store_true",
+                   help="never download a missing dataset (default: download it once into the data dir)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out (bit-exact), if there is one")
 
@@ -89,9 +92,10 @@ def build_parser():
     s.add_argument("model", choices=list(ARCHS), help="VAE variant: " + ", ".join(ARCHS))
     s.add_argument("--dataset", choices=list(IMAGE_SHAPES), default="mnist", help="default mnist")
 
-    f = sub.add_parser("fetch", help="download a dataset (needs 'pip install tinyvae[tfds]' and a network)")
-    f.add_argument("dataset", choices=list(IMAGE_SHAPES), help="dataset: " + ", ".join(IMAGE_SHAPES))
-    f.add_argument("--data-dir", default=None, help="where to put it (default as for train)")
+    f = sub.add_parser("fetch", help="download datasets now (train and run_all.py fetch what they need)")
+    f.add_argument("dataset", nargs="+", choices=list(IMAGE_SHAPES), help="dataset(s): " + ", ".join(IMAGE_SHAPES))
+    f.add_argument("--data-dir", default=None,
+                   help="where to put them (default $TINYVAE_DATA_DIR, else ~/.cache/tinyvae)")
 
     b = sub.add_parser("bench", help="time full training steps (see benchmarks/bench_step.py)",
                        add_help=False)
@@ -101,16 +105,24 @@ def build_parser():
 
 def cmd_train(args):
     import os
-    from .train import TrainConfig, train
+    from .config import TrainConfig
+    from .download import ensure
+    from .runs import check_out_dir
+    from .train import train
     cfg = TrainConfig(model=args.model, dataset=args.dataset, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       train_subset=args.train_subset, test_subset=args.test_subset,
-                      checkpoint_every=args.checkpoint_every)
-    with thread_limit(args.threads):
+                      checkpoint_every=args.checkpoint_every).validate()
+    check_out_dir(args.out, create=False)
+    ensure([cfg.dataset], args.data_dir, download=not args.no_download, log=_say)
+    threads, why = default_threads(args.threads)
+    _say(f"training {cfg.model}/{cfg.dataset} on {why}")
+    with thread_limit(threads):
         result = train(cfg, out_dir=args.out, data_dir=args.data_dir, resume=args.resume,
                        progress=not args.no_progress, backend=args.backend)
     m = result.metrics
-    print(f"{m['model']}/{m['dataset']}: {m['epochs']} epochs, {m['steps']} steps in {m['seconds']:.1f} s; "
+    print(f"{m['model']}/{m['dataset']}: {m['epochs']} epoch{'s' if m['epochs'] != 1 else ''}, "
+          f"{m['steps']} steps in {m['seconds']:.1f} s; "
           f"test loss {m['test_loss']:.3f} (rec {m['test_rec']:.3f}, kl {m['test_kl']:.3f}); "
           f"wrote {os.path.join(args.out, 'metrics.json')}")
     return 0
@@ -125,10 +137,16 @@ def cmd_summary(args):
 
 
 def cmd_fetch(args):
-    from .download import fetch
-    paths = fetch(args.dataset, args.data_dir)
-    print(json.dumps({"dataset": args.dataset, "files": [str(p) for p in paths]}, indent=2))
+    from .data import resolve_data_dir
+    from .download import ensure
+    paths = ensure(list(dict.fromkeys(args.dataset)), args.data_dir, log=_say)
+    print(json.dumps({"datasets": args.dataset, "data_dir": str(resolve_data_dir(args.data_dir)),
+                      "downloaded": [str(p) for p in paths]}, indent=2))
     return 0
+
+
+def _say(msg):
+    print(f"tinyvae: {msg}", file=sys.stderr, flush=True)
 
 
 def cmd_bench(args):

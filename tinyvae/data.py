@@ -26,11 +26,13 @@ CIFAR-10, with values 0..255 exactly as stored; ``labels`` is int64 of shape
 
 When the files are missing
 --------------------------
-The loaders never touch the network. A missing file raises :class:`DataError`
-naming the missing paths and three fixes:
+The loaders never touch the network (:mod:`tinyvae.download` does, and
+``run_all.py`` and ``tinyvae train`` call it first unless ``--no-download``
+is given). A missing file raises :class:`DataError` naming every missing path
+and three fixes:
 
-1. ``python -m tinyvae fetch <dataset>`` downloads them (needs
-   ``pip install 'tinyvae[tfds]'`` and a network connection);
+1. ``python -m tinyvae fetch <dataset>`` downloads them (needs a network
+   connection);
 2. point ``--data-dir`` or ``TINYVAE_DATA_DIR`` at a folder that already has the
    files in the layout above;
 3. download the files by hand from the official URLs (:data:`OFFICIAL_URLS`)
@@ -110,23 +112,40 @@ def _check_split(split: str) -> None:
         raise ConfigError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
 
 
-def _require_files(dataset: str, root: pathlib.Path, paths: Sequence[pathlib.Path]) -> None:
-    """Raise DataError, with the three fixes, if any of ``paths`` is not a file."""
-    missing = [p for p in paths if not p.is_file()]
-    if not missing:
-        return
-    layout = "\n".join(f"       <folder>/{rel}" for rel in OFFICIAL_URLS[dataset])
-    urls = "\n".join(f"       {url}  ->  {root / rel}" for rel, url in OFFICIAL_URLS[dataset].items())
-    raise DataError(
-        f"{dataset} data not found; missing:\n"
-        + "".join(f"  {p}\n" for p in missing)
+def missing_files(datasets: Sequence[str], data_dir: str | os.PathLike | None = None) -> dict:
+    """``{dataset: [missing paths]}`` for each of ``datasets`` that lacks a file (empty: all there)."""
+    root = resolve_data_dir(data_dir)
+    for d in datasets:
+        _check_dataset(d)
+    missing = {d: [root / rel for rel in OFFICIAL_URLS[d] if not (root / rel).is_file()] for d in datasets}
+    return {d: paths for d, paths in missing.items() if paths}
+
+
+def missing_data_error(missing: dict, data_dir: str | os.PathLike | None = None,
+                       why: str = "") -> DataError:
+    """One DataError listing every missing file of ``missing`` (from :func:`missing_files`) and the fixes."""
+    root = resolve_data_dir(data_dir)
+    names = list(missing)
+    layout = "\n".join(f"       <folder>/{rel}" for d in names for rel in OFFICIAL_URLS[d])
+    urls = "\n".join(f"       {url}  ->  {root / rel}" for d in names for rel, url in OFFICIAL_URLS[d].items())
+    return DataError(
+        f"{' and '.join(names)} data not found{why}; missing:\n"
+        + "".join(f"  {p}\n" for d in names for p in missing[d])
         + "Fix it in one of three ways:\n"
-        f"  1. download them into {root}: python -m tinyvae fetch {dataset}\n"
-        "     (needs pip install 'tinyvae[tfds]' and a network connection)\n"
+        f"  1. download them (needs a network connection): "
+        f"python -m tinyvae fetch {' '.join(names)} --data-dir {root}\n"
         "  2. point --data-dir or TINYVAE_DATA_DIR at a folder that already has the files,\n"
         f"     laid out like this:\n{layout}\n"
         f"  3. download the files by hand from the official URLs into those paths:\n{urls}"
     )
+
+
+def require(dataset: str, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """The data dir, or a DataError listing every missing file of ``dataset`` and the fixes."""
+    missing = missing_files([dataset], data_dir)
+    if missing:
+        raise missing_data_error(missing, data_dir)
+    return resolve_data_dir(data_dir)
 
 
 # --------------------------------------------------------------------------- MNIST
@@ -215,9 +234,8 @@ def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None):
         Digits 0..9.
     """
     _check_split(split)
-    root = resolve_data_dir(data_dir)
+    root = require("mnist", data_dir)
     images_path, labels_path = (root / "mnist" / name for name in _MNIST_FILES[split])
-    _require_files("mnist", root, [images_path, labels_path])
     images = _read_idx_gz(images_path)
     labels = _read_idx_gz(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -299,9 +317,7 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
     if records_per_file is not None and (not isinstance(records_per_file, int)
                                          or isinstance(records_per_file, bool) or records_per_file < 1):
         raise ConfigError(f"records_per_file must be a positive integer or None, got {records_per_file!r}")
-    root = resolve_data_dir(data_dir)
-    path = root / _CIFAR_ARCHIVE
-    _require_files("cifar10", root, [path])
+    path = require("cifar10", data_dir) / _CIFAR_ARCHIVE
     names = _CIFAR_MEMBERS[split]
     members = _read_members(path, names)
     parts = [_decode_cifar(members.pop(name), f"{path}:{name}", records_per_file) for name in names]
@@ -322,6 +338,8 @@ def load(dataset: str, split: str = "train", data_dir: str | os.PathLike | None 
     _check_split(split)
     loader = load_mnist if dataset == "mnist" else load_cifar10
     return loader(split, data_dir)
+
+
 # --------------------------------------------------------------------------- pixels
 
 

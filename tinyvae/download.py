@@ -3,12 +3,21 @@
 tensorflow-datasets is used only for its registered URLs, checksums and
 downloader; TensorFlow is never imported. The readers in :mod:`tinyvae.data`
 never import this module, so loading data opens no socket.
+
+:func:`ensure` is what ``run_all.py`` and ``tinyvae train`` call before
+anything else: it downloads every missing file of the datasets they need, or
+fails within about a second offline, naming every missing file at once.
+
+Mirrors and tests: ``TINYVAE_RESOURCES`` may name a JSON file
+``{"<dataset>": [{"path": ..., "url": ..., "sha256": ..., "size": ...}, ...]}``
+that replaces the official URLs and digests of the datasets it lists.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import pathlib
 import shutil
@@ -19,8 +28,12 @@ import urllib.parse
 import urllib.request
 from typing import NamedTuple, Sequence
 
-from .data import OFFICIAL_URLS, _check_dataset, resolve_data_dir
+from .data import OFFICIAL_URLS, _check_dataset, missing_data_error, missing_files, resolve_data_dir
 from .errors import ConfigError, DataError
+
+RESOURCES_ENV = "TINYVAE_RESOURCES"
+NO_DOWNLOAD_ENV = "TINYVAE_NO_DOWNLOAD"   # "1": as if --no-download were given (the tests set it)
+
 
 class RemoteFile(NamedTuple):
     """One file to fetch: ``path`` relative to the data dir, its ``url``, ``sha256`` hex digest and byte ``size``."""
@@ -32,8 +45,12 @@ class RemoteFile(NamedTuple):
 
 
 def official_resources(dataset: str) -> list[RemoteFile]:
-    """The official files of ``dataset`` with the sha256 and sizes registered in tensorflow-datasets."""
+    """The official files of ``dataset`` with the sha256 and sizes registered in tensorflow-datasets
+    (or what ``$TINYVAE_RESOURCES`` lists for it)."""
     _check_dataset(dataset)
+    override = _resources_from_env(dataset)
+    if override is not None:
+        return override
     _require_tfds()
     from tensorflow_datasets.core.download import checksums
 
@@ -48,10 +65,27 @@ def official_resources(dataset: str) -> list[RemoteFile]:
     return out
 
 
+def _resources_from_env(dataset: str) -> list[RemoteFile] | None:
+    """``dataset``'s entry of the JSON file named by ``$TINYVAE_RESOURCES``, if any."""
+    path = os.environ.get(RESOURCES_ENV)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            listed = json.load(f)
+        if dataset not in listed:
+            return None
+        return [RemoteFile(str(r["path"]), str(r["url"]), str(r["sha256"]), int(r["size"]))
+                for r in listed[dataset]]
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"{RESOURCES_ENV}={path}: not a readable list of resources "
+                          f"({type(e).__name__}: {e})") from None
+
+
 def _require_tfds() -> None:
     if importlib.util.find_spec("tensorflow_datasets") is None:
         raise DataError("fetch needs tensorflow-datasets (used only as a downloader; TensorFlow "
-                        "is not needed): pip install 'tinyvae[tfds]'")
+                        "is not needed): pip install tensorflow-datasets")
 
 
 def _probe(url: str, timeout: float) -> None:
@@ -79,6 +113,12 @@ def _probe(url: str, timeout: float) -> None:
                         "data dir by hand, or point TINYVAE_DATA_DIR at a folder that has them.")
 
 
+def _probe_hosts(urls: Sequence[str], timeout: float) -> None:
+    """:func:`_probe` each host of ``urls`` once."""
+    for url in {urllib.parse.urlsplit(u)[:2]: u for u in urls}.values():
+        _probe(url, timeout)
+
+
 def _sha256(path: pathlib.Path) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
@@ -92,7 +132,7 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, *, timeout: f
           resources: Sequence[RemoteFile] | None = None) -> list[pathlib.Path]:
     """Download the missing files of ``dataset`` into the data dir.
 
-    tensorflow-datasets (``pip install 'tinyvae[tfds]'``) is used only as a
+    tensorflow-datasets is used only as a
     downloader: its ``DownloadManager`` fetches each file into a temporary
     folder inside the data dir and checks it against the registered sha256 and
     size; tinyvae checks the sha256 again, then moves the file into place with
@@ -125,6 +165,9 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, *, timeout: f
     _check_dataset(dataset)
     root = resolve_data_dir(data_dir)
     _require_tfds()
+    if resources is None and _resources_from_env(dataset) is None:
+        urls = [url for rel, url in OFFICIAL_URLS[dataset].items() if not (root / rel).is_file()]
+        _probe_hosts(urls, timeout)           # before tfds's registry loads: offline fails fast
     files = list(official_resources(dataset) if resources is None else resources)
     for f in files:
         rel = pathlib.PurePosixPath(f.path)
@@ -133,8 +176,7 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, *, timeout: f
     todo = [f for f in files if not (root / f.path).is_file()]
     if not todo:
         return []
-    for url in {urllib.parse.urlsplit(f.url)[:2]: f.url for f in todo}.values():
-        _probe(url, timeout)  # one quick connection per host: offline fails fast
+    _probe_hosts([f.url for f in todo], timeout)
 
     from tensorflow_datasets.core import utils as tfds_utils
     from tensorflow_datasets.core.download import checksums, download_manager
@@ -170,4 +212,36 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, *, timeout: f
                 root.rmdir()  # only if still empty
             except OSError:
                 pass
+    return written
+
+
+def ensure(datasets: Sequence[str], data_dir: str | os.PathLike | None = None, *, download: bool = True,
+           timeout: float = 1.0, log=None) -> list[pathlib.Path]:
+    """Make sure every file of ``datasets`` is in the data dir, downloading what is missing.
+
+    Files already there are never downloaded again. With ``download=False``,
+    or when a download fails (offline: within about ``timeout`` seconds),
+    raises one DataError that lists every missing file of every dataset, the
+    folder layout, the URLs and the fixes. ``log(msg)``, if given, is told
+    what is being downloaded. ``TINYVAE_NO_DOWNLOAD=1`` turns downloads off
+    like ``download=False``.
+
+    Returns the files written (empty if all were there).
+    """
+    root = resolve_data_dir(data_dir)
+    missing = missing_files(datasets, root)
+    if not missing:
+        return []
+    if os.environ.get(NO_DOWNLOAD_ENV) == "1":
+        raise missing_data_error(missing, root, why=f" (downloads are off: {NO_DOWNLOAD_ENV}=1)")
+    if not download:
+        raise missing_data_error(missing, root, why=" (downloads are off: --no-download)")
+    written = []
+    for dataset in missing:
+        if log is not None:
+            log(f"downloading {dataset} into {root} (once; later runs find it there)")
+        try:
+            written += fetch(dataset, root, timeout=timeout)
+        except DataError as e:
+            raise DataError(f"{e}\n{missing_data_error(missing_files(datasets, root), root)}") from None
     return written

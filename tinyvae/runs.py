@@ -20,10 +20,26 @@ CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
 
 
-def check_out_dir(out_dir):
-    """Create ``out_dir`` if needed and make sure it is writable (ConfigError if not)."""
+def check_out_dir(out_dir, create=True):
+    """Create ``out_dir`` if needed and make sure it is writable (ConfigError if not).
+
+    With ``create=False`` nothing is created: the folder, or the nearest
+    folder above it that exists, must be a writable folder.
+    """
     if not isinstance(out_dir, (str, os.PathLike)) or not os.fspath(out_dir):
         raise ConfigError(f"the output folder must be a path, got {out_dir!r}")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"output folder {os.fspath(out_dir)!r} is a file, not a folder; "
+                          f"pass a folder with --out")
+    if not create:
+        above = os.path.abspath(out_dir)
+        while not os.path.exists(above):
+            above = os.path.dirname(above)
+        if not os.path.isdir(above) or not os.access(above, os.W_OK | os.X_OK):
+            why = "a file" if not os.path.isdir(above) else "not writable"
+            raise ConfigError(f"output folder {os.fspath(out_dir)!r} is not writable ({above} is {why}); "
+                              f"pass a writable folder with --out")
+        return
     try:
         os.makedirs(out_dir, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".tinyvae-write-test-", dir=out_dir)

@@ -4,9 +4,11 @@ Both default to every core. On a busy machine numba's and BLAS's thread
 pools can fight over the cores (each spins while it waits), which makes a
 training step many times slower than on one thread; pin them with
 :func:`set_threads` (for a session or a notebook) or :func:`thread_limit`
-(for a block, e.g. the command line's ``--threads``).
+(for a block, e.g. the command line's ``--threads``). The command line's
+default is :func:`free_cores`: the cores that other work leaves free.
 """
 import contextlib
+import os
 
 from .errors import ConfigError
 
@@ -15,6 +17,32 @@ def check_positive_int(n, name):
     """A ConfigError unless ``n`` is an int >= 1 (a bool is not)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"{name} must be a positive integer, got {n!r}")
+
+
+def cores():
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                       # not on Linux
+        return os.cpu_count() or 1
+
+
+def free_cores():
+    """The cores other work leaves free: cores minus the 1-minute load average, rounded, at least 1."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):            # no load average here: assume a quiet machine
+        load = 0.0
+    return max(1, min(cores(), cores() - int(load + 0.5)))
+
+
+def default_threads(threads=None):
+    """``threads`` if given, else :func:`free_cores`; and a line saying which and why."""
+    if threads is not None:
+        return threads, f"{threads} thread(s) (--threads)"
+    n = free_cores()
+    return n, (f"{n} thread(s): {n} of {cores()} cores free (1-minute load "
+               f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0:.1f}); --threads N to change")
 
 
 def _check(n, name):
