@@ -36,13 +36,24 @@ naming the missing paths and three fixes:
 3. download the files by hand from the official URLs (:data:`OFFICIAL_URLS`)
    into those paths.
 
-Every problem with the files themselves (truncated, not gzip, wrong sizes,
-labels out of range, ...) raises :class:`DataError` as well.
+When the files are damaged
+--------------------------
+Every file is read to its end, in bounded pieces: the CRC-32 and length of
+every gzip member are checked, each IDX payload and each CIFAR-10 batch must
+have exactly the size its header announces (and no more records than the
+official split), the tar archive must end with its end-of-archive marker, and
+nothing may follow. A damaged, truncated or bloated file raises
+:class:`DataError` naming it and the fix (delete it and fetch it again, or
+point ``--data-dir`` at a good copy); no file, however crafted, makes the
+reader allocate more than the split it asked for. Files that differ from the
+official ones but are well formed (mirrors, rebuilt copies) are read as they
+are.
 """
 
 from __future__ import annotations
 
-import gzip
+import contextlib
+import functools
 import math
 import os
 import pathlib
@@ -75,6 +86,13 @@ _CIFAR_MEMBERS = {
     "test": ("cifar-10-batches-bin/test_batch.bin",),
 }
 _CIFAR_RECORD = 1 + 32 * 32 * 3  # label byte + R, G, B planes
+_CIFAR_BATCH = 10000  # records in each official batch file, the most any may hold
+_CIFAR_BATCHES = {name for names in _CIFAR_MEMBERS.values() for name in names}
+_CIFAR_LIMIT = len(_CIFAR_BATCHES) * _CIFAR_BATCH * _CIFAR_RECORD + (16 << 20)  # tar bytes, all told
+_CIFAR_EXTRA = 1 << 20  # largest other member (the official readme.html is 88 bytes)
+_CIFAR_MAX_MEMBERS = 64  # the official archive has 8
+_TAR_HEADER_BUDGET = 4 << 20  # bytes one member's headers (pax, long names, sparse maps) may take
+_CHUNK = 1 << 20  # compressed bytes read at a time
 
 #: Files of each dataset, relative to the data dir -> official download URL.
 OFFICIAL_URLS = {
@@ -128,7 +146,141 @@ def _require_files(dataset: str, root: pathlib.Path, paths: Sequence[pathlib.Pat
     )
 
 
+# --------------------------------------------------------------------------- damaged files
+
+
+class _Damage(Exception):
+    """What is wrong inside a data file; :func:`_reading` turns it into a DataError naming the file."""
+
+
+def _fix(dataset: str) -> str:
+    return (f"delete it and fetch it again with `python -m tinyvae fetch {dataset}`, "
+            "or point --data-dir (or TINYVAE_DATA_DIR) at a folder with a good copy")
+
+
+def _damaged(path, dataset: str, why: str) -> DataError:
+    """The DataError for a damaged ``dataset`` file at ``path``: what is wrong and how to get a good copy."""
+    return DataError(f"{path}: {why}.\nThe file is damaged or is not a {dataset} file: {_fix(dataset)}.")
+
+
+def _zlib_why(error: zlib.error) -> str:
+    text = str(error)
+    if "incorrect data check" in text:
+        return f"the gzip CRC-32 does not match the data: its bytes were altered (zlib: {text})"
+    if "incorrect length check" in text:
+        return f"the gzip length field does not match the data (zlib: {text})"
+    if "incorrect header check" in text or "unknown compression method" in text:
+        return f"not gzip data (zlib: {text})"
+    return f"corrupt gzip data (zlib: {text})"
+
+
+class _GzipReader:
+    """The decompressed bytes of an open gzip file, handed out in bounded pieces.
+
+    zlib checks each gzip member's CRC-32 and length when the reader reaches
+    the member's end; members that follow one another read as one stream, and
+    anything else after the last member is refused. At most ``limit`` bytes
+    are handed out: a read past it raises ``_Damage(limit_why)`` if the data
+    goes on.
+    """
+
+    def __init__(self, f, limit: int, limit_why: str):
+        self._f = f
+        self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip: header, deflate, CRC-32, length
+        self._input = b""  # compressed bytes not yet given to zlib
+        self._ended = False
+        self.produced = 0
+        self.limit, self.limit_why = limit, limit_why
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all that is left if ``n < 0``); fewer only at the end of the data."""
+        room = self.limit - self.produced
+        if n is None or n < 0 or n > room:
+            out = self._read(room)
+            if self._read(1):
+                raise _Damage(self.limit_why)
+            return out
+        return self._read(n)
+
+    def _read(self, n: int) -> bytes:
+        pieces = []
+        while n > 0 and not self._ended:
+            if self._z.eof and not self._next_member():
+                break
+            fed = self._input or self._f.read(_CHUNK)
+            try:
+                piece = self._z.decompress(fed, n)
+            except zlib.error as e:
+                raise _Damage(_zlib_why(e)) from None
+            self._input = self._z.unused_data if self._z.eof else self._z.unconsumed_tail
+            if not (fed or piece or self._z.eof):
+                raise _Damage("the gzip data ends early: the file is truncated")
+            pieces.append(piece)
+            n -= len(piece)
+        out = b"".join(pieces)
+        self.produced += len(out)
+        return out
+
+    def _next_member(self) -> bool:
+        """At the end of a gzip member: start the next one, or return False at the end of the file."""
+        while len(self._input) < 2 and (more := self._f.read(_CHUNK)):
+            self._input += more
+        if not self._input:
+            self._ended = True
+            return False
+        if self._input[:2] != b"\x1f\x8b":
+            at = self._f.tell() - len(self._input)
+            raise _Damage(f"data that is not gzip follows the end of the gzip data, at byte {at}")
+        self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        return True
+
+
+@contextlib.contextmanager
+def _reading(path: pathlib.Path, dataset: str, limit: int, limit_why: str):
+    """Open ``path`` as a :class:`_GzipReader`; any damage found inside becomes a DataError naming it."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise _Damage("empty file, expected gzip-compressed data")
+            yield _GzipReader(f, limit, limit_why)
+    except _Damage as e:
+        raise _damaged(path, dataset, str(e)) from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({type(e).__name__}: {e})") from e
+
+
+def _memory_error_is_data_error(loader):
+    """Turn a MemoryError while ``loader`` runs into a DataError (bounded reads mean only a good split can need much)."""
+    @functools.wraps(loader)
+    def wrapper(split="train", data_dir=None, **kwargs):
+        try:
+            return loader(split, data_dir, **kwargs)
+        except MemoryError:
+            raise DataError(f"not enough memory to load the {split} split with {loader.__name__} "
+                            f"from {resolve_data_dir(data_dir)}; free some memory and try again") from None
+    return wrapper
+
+
 # --------------------------------------------------------------------------- MNIST
+
+
+def _idx_header(data: bytes):
+    """Parse the IDX header at the start of ``data`` -> (dtype, dims, header length); DataError if bad."""
+    if len(data) < 4:
+        raise DataError(f"IDX data too short for a header: {len(data)} bytes")
+    if data[0] != 0 or data[1] != 0:
+        raise DataError(f"not an IDX file: magic starts {data[:2].hex()}, expected 0000")
+    code, ndim = data[2], data[3]
+    if code not in _IDX_DTYPES:
+        raise DataError(f"IDX type code 0x{code:02x} unknown; known: "
+                        + ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES))
+    if ndim == 0:
+        raise DataError("IDX header has 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"IDX header truncated: {ndim} dimensions need {header} bytes, got {len(data)}")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    return np.dtype(_IDX_DTYPES[code]), dims, header
 
 
 def read_idx(data: bytes) -> np.ndarray:
@@ -153,21 +305,7 @@ def read_idx(data: bytes) -> np.ndarray:
         is not exactly the one the header announces.
     """
     data = bytes(data)
-    if len(data) < 4:
-        raise DataError(f"IDX data too short for a header: {len(data)} bytes")
-    if data[0] != 0 or data[1] != 0:
-        raise DataError(f"not an IDX file: magic starts {data[:2].hex()}, expected 0000")
-    code, ndim = data[2], data[3]
-    if code not in _IDX_DTYPES:
-        raise DataError(f"IDX type code 0x{code:02x} unknown; known: "
-                        + ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES))
-    if ndim == 0:
-        raise DataError("IDX header has 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"IDX header truncated: {ndim} dimensions need {header} bytes, got {len(data)}")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[code])
+    dtype, dims, header = _idx_header(data)
     expected = dtype.itemsize * math.prod(dims)
     if len(data) - header != expected:
         raise DataError(f"IDX payload is {len(data) - header} bytes, header {dims} of "
@@ -176,27 +314,35 @@ def read_idx(data: bytes) -> np.ndarray:
     return array.astype(dtype.newbyteorder("="))
 
 
-def read_gzip(path: str | os.PathLike) -> bytes:
-    """Return the decompressed contents of a gzip file; DataError if unreadable, not gzip, truncated or empty."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        data = gzip.decompress(raw)
-    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as e:
-        raise DataError(f"{path}: cannot read as gzip ({type(e).__name__}: {e})") from e
-    if not data:
-        raise DataError(f"{path}: empty file, expected gzip-compressed data")
-    return data
+def _read_idx_gz(path: pathlib.Path, shape: tuple, most: int) -> np.ndarray:
+    """Read a gzipped IDX file of uint8 items, shape ``(n, *shape)`` with ``n <= most``, to its end."""
+    what = "images" if shape else "labels"
+    item = math.prod(shape)
+    limit = 4 + 4 * 255 + most * item
+    with _reading(path, "mnist", limit, f"it decompresses to more than {limit} bytes, more than "
+                  f"{most} MNIST {what}") as gz:
+        head = gz.read(4)
+        head += gz.read(4 * head[3]) if len(head) == 4 else b""
+        try:
+            dtype, dims, _ = _idx_header(head)
+        except DataError as e:
+            raise _Damage(str(e)) from None
+        if dtype != np.uint8 or dims[1:] != shape:
+            expected = f"uint8 images of shape (N, {', '.join(map(str, shape))})" if shape else \
+                "a uint8 vector of labels"
+            raise _Damage(f"expected {expected}, got {dtype.name} {dims}")
+        if dims[0] > most:
+            raise _Damage(f"its header announces {dims[0]} {what}, more than the {most} of the split")
+        expected = dims[0] * item
+        payload = gz.read(expected)
+        if len(payload) != expected:
+            raise _Damage(f"IDX payload is {len(payload)} bytes, header {dims} of uint8 announces {expected}")
+        if gz.read(1):
+            raise _Damage(f"IDX payload is longer than the {expected} bytes its header {dims} announces")
+    return np.frombuffer(payload, np.uint8).reshape(dims).copy()
 
 
-def _read_idx_gz(path: pathlib.Path) -> np.ndarray:
-    data = read_gzip(path)
-    try:
-        return read_idx(data)
-    except DataError as e:
-        raise DataError(f"{path}: {e}") from e
-
-
+@_memory_error_is_data_error
 def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None):
     """Load an MNIST split.
 
@@ -217,63 +363,111 @@ def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None):
     root = resolve_data_dir(data_dir)
     images_path, labels_path = (root / "mnist" / name for name in _MNIST_FILES[split])
     _require_files("mnist", root, [images_path, labels_path])
-    images = _read_idx_gz(images_path)
-    labels = _read_idx_gz(labels_path)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DataError(f"{images_path}: expected uint8 images of shape (N, 28, 28), "
-                        f"got {images.dtype} {images.shape}")
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise DataError(f"{labels_path}: expected a uint8 vector of labels, got {labels.dtype} {labels.shape}")
+    most = SPLIT_SIZES["mnist"][split]
+    images = _read_idx_gz(images_path, (28, 28), most)  # (N, 28, 28)
+    labels = _read_idx_gz(labels_path, (), most)  # (N,)
     if len(images) != len(labels):
-        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
+        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
+                        f"labels.\nOne of them is damaged or comes from another copy: {_fix('mnist')}.")
     if labels.size and labels.max() > 9:
-        raise DataError(f"{labels_path}: label {labels.max()} outside 0..9")
+        raise _damaged(labels_path, "mnist", f"label {labels.max()} outside 0..9")
     return images.reshape(-1, 28, 28, 1), labels.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- CIFAR-10
 
 
-def _decode_cifar(data: bytes, source: str, records: int | None):
-    """Decode one CIFAR-10 batch file: -> uint8 (n, 32, 32, 3), int64 (n,)."""
-    if len(data) == 0 or len(data) % _CIFAR_RECORD:
-        raise DataError(f"{source}: {len(data)} bytes is not a whole number of "
-                        f"{_CIFAR_RECORD}-byte records")
-    n = len(data) // _CIFAR_RECORD
+class _StrictTarInfo(tarfile.TarInfo):
+    """A TarInfo whose bad header raises, where tarfile would end the archive quietly after its
+    first member (so damage mid-archive read as a short archive)."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:
+            raise  # a block of zeros: the end-of-archive marker
+        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError):
+            raise _Damage(f"the tar data ends early, at byte {tar.offset}, without its "
+                          "end-of-archive marker: the archive is truncated") from None
+        except tarfile.HeaderError as e:
+            raise _Damage(f"the archive is corrupt: bad tar header at byte {tar.offset} ({e})") from None
+
+
+def _check_batch(member: tarfile.TarInfo, records: int | None) -> None:
+    if not member.isreg() or member.issparse():
+        raise _Damage(f"member {member.name} is not a regular file")
+    n, rest = divmod(member.size, _CIFAR_RECORD)
+    if rest or n == 0:
+        raise _Damage(f"member {member.name} is {member.size} bytes, not a whole number of "
+                      f"{_CIFAR_RECORD}-byte records")
     if records is not None and n != records:
-        raise DataError(f"{source}: {n} records, expected {records}")
-    rows = np.frombuffer(data, np.uint8).reshape(n, _CIFAR_RECORD)
-    labels = rows[:, 0].astype(np.int64)
-    if labels.max() > 9:
-        raise DataError(f"{source}: label {labels.max()} outside 0..9")
-    images = rows[:, 1:].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
-    return images, labels
+        raise _Damage(f"member {member.name} holds {n} records, expected {records}")
+    if n > _CIFAR_BATCH:
+        raise _Damage(f"member {member.name} holds {n} records, more than the {_CIFAR_BATCH} of a batch")
 
 
-def _read_members(path: pathlib.Path, names: Sequence[str]) -> dict[str, bytes]:
-    """Read the regular-file members ``names`` of a tar.gz in memory, in one pass that stops
-    once all are found (so the first of duplicate names wins)."""
-    wanted, found = set(names), {}
-    try:
-        with tarfile.open(path, "r:gz") as tar:
-            for member in tar:
-                if member.name not in wanted:
-                    continue
-                if not member.isfile():
-                    raise DataError(f"{path}: member {member.name} is not a regular file")
-                found[member.name] = tar.extractfile(member).read()
-                if len(found[member.name]) != member.size:
-                    raise DataError(f"{path}: member {member.name} is truncated")
-                if len(found) == len(wanted):
-                    break
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        raise DataError(f"{path}: cannot read as tar.gz ({type(e).__name__}: {e})") from e
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise DataError(f"{path}: archive lacks member(s) {', '.join(missing)}")
+def _read_cifar_archive(path: pathlib.Path, names: Sequence[str], records: int | None) -> dict[str, bytes]:
+    """The members ``names`` of the CIFAR-10 archive, in one pass to the end of the archive.
+
+    Every batch member, wanted or not, must be a plain regular file of
+    ``records`` records (None: any whole number up to 10000) and appear once;
+    other members may only be folders or small regular files; the tar data
+    must end with its end-of-archive marker and nothing but zeros after it.
+    """
+    found, seen = {}, set()
+    budget = f"one member's tar headers take more than {_TAR_HEADER_BUDGET} bytes: the archive is corrupt"
+    total = f"it decompresses to more than {_CIFAR_LIMIT} bytes, more than a CIFAR-10 archive holds"
+    with _reading(path, "cifar10", _TAR_HEADER_BUDGET, budget) as gz:
+        try:
+            with tarfile.open(fileobj=gz, mode="r|", bufsize=_CHUNK, tarinfo=_StrictTarInfo) as tar:
+                skip = 0  # data of the last member that next() will step over
+                while True:
+                    gz.limit, gz.limit_why = min(gz.produced + skip + _TAR_HEADER_BUDGET, _CIFAR_LIMIT), budget
+                    member = tar.next()
+                    if member is None:
+                        break
+                    gz.limit, gz.limit_why = _CIFAR_LIMIT, total
+                    if len(seen) == _CIFAR_MAX_MEMBERS:
+                        raise _Damage(f"more than {_CIFAR_MAX_MEMBERS} members (CIFAR-10 has 8)")
+                    if member.name in _CIFAR_BATCHES:
+                        if member.name in seen:
+                            raise _Damage(f"member {member.name} appears twice")
+                        _check_batch(member, records)
+                    elif member.isdir():
+                        pass
+                    elif not member.isreg() or member.issparse():
+                        raise _Damage(f"unexpected member {member.name!r}: not a regular file or folder")
+                    elif member.size > _CIFAR_EXTRA:
+                        raise _Damage(f"unexpected member {member.name!r} of {member.size} bytes")
+                    seen.add(member.name)
+                    skip = member.size
+                    if member.name in names:
+                        found[member.name] = tar.extractfile(member).read(member.size)
+                gz.limit = gz.produced + _TAR_HEADER_BUDGET  # tar pads its end to a record, a few KiB
+                gz.limit_why = f"more than {_TAR_HEADER_BUDGET} bytes follow the tar end-of-archive marker"
+                while block := tar.fileobj.read(_CHUNK):
+                    if block.count(0) != len(block):
+                        raise _Damage("data follows the tar end-of-archive marker")
+        except (tarfile.TarError, EOFError, ValueError, IndexError, KeyError, OverflowError) as e:
+            raise _Damage(f"the archive is corrupt ({type(e).__name__}: {e})") from None
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise _Damage(f"the archive lacks member(s) {', '.join(missing)}")
     return found
 
 
+def _decode_cifar(data: bytes, path: pathlib.Path, name: str):
+    """One CIFAR-10 batch: bytes of n whole records -> uint8 (n, 32, 32, 3), int64 (n,)."""
+    rows = np.frombuffer(data, np.uint8).reshape(-1, _CIFAR_RECORD)  # (n, 3073)
+    labels = rows[:, 0].astype(np.int64)  # (n,)
+    if labels.max() > 9:
+        raise _damaged(path, "cifar10", f"member {name}: label {labels.max()} outside 0..9")
+    images = rows[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # (n, 32, 32, 3)
+    return images, labels
+
+
+@_memory_error_is_data_error
 def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None,
                  *, records_per_file: int | None = 10000):
     """Load a CIFAR-10 split from ``cifar10/cifar-10-binary.tar.gz``.
@@ -285,7 +479,8 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
         See :func:`resolve_data_dir`.
     records_per_file : int or None, keyword-only
         Records each batch file must hold (10000 in the official archive);
-        None accepts any whole number of records (for small test archives).
+        None accepts any whole number of records up to 10000 (for small test
+        archives).
 
     Returns
     -------
@@ -302,11 +497,11 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
     path = root / _CIFAR_ARCHIVE
     _require_files("cifar10", root, [path])
     names = _CIFAR_MEMBERS[split]
-    members = _read_members(path, names)
-    parts = [_decode_cifar(members.pop(name), f"{path}:{name}", records_per_file) for name in names]
+    members = _read_cifar_archive(path, names, records_per_file)
+    parts = [_decode_cifar(members.pop(name), path, name) for name in names]
     total = sum(len(labels) for _, labels in parts)
-    images = np.empty((total, 32, 32, 3), np.uint8)
-    labels = np.empty(total, np.int64)
+    images = np.empty((total, 32, 32, 3), np.uint8)  # (N, 32, 32, 3)
+    labels = np.empty(total, np.int64)  # (N,)
     start = 0
     for part_images, part_labels in parts:
         images[start:start + len(part_labels)] = part_images
@@ -321,3 +516,4 @@ def load(dataset: str, split: str = "train", data_dir: str | os.PathLike | None 
     _check_split(split)
     loader = load_mnist if dataset == "mnist" else load_cifar10
     return loader(split, data_dir)
+
