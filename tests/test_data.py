@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import os
 import resource
 import shutil
 import socket
@@ -762,6 +763,63 @@ def test_real_file_with_one_flipped_bit_is_refused(real_data_dir, tmp_path, data
             f.seek(at)
             f.write(bytes([byte]))
             f.flush()
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def _manifest_digest(root, dataset):
+    lines = "".join(f"{hashlib.sha256((root / rel).read_bytes()).hexdigest()}  {rel}\n"
+                    for rel in sorted(data.OFFICIAL_URLS[dataset]))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_fingerprint_is_the_sha256_of_the_sha256sum_manifest(tmp_path):
+    write_mnist(tmp_path)
+    write_cifar(tmp_path, gzip.compress(tar_bytes(cifar_members(n=1)[0])))
+    for dataset in data.DATASETS:
+        assert data.fingerprint(dataset, tmp_path) == _manifest_digest(tmp_path, dataset)
+    if shutil.which("sha256sum"):  # the check the docstring tells a reader to run
+        by_hand = subprocess.run("sha256sum mnist/*.gz | sha256sum", shell=True, cwd=tmp_path,
+                                 capture_output=True, text=True, check=True, env={"LC_ALL": "C"})
+        assert by_hand.stdout.split()[0] == data.fingerprint("mnist", tmp_path)
+
+
+def test_fingerprint_follows_the_bytes_not_the_folder(tmp_path):
+    write_mnist(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    first = data.fingerprint("mnist", tmp_path / "a")
+    assert data.fingerprint("mnist", tmp_path / "b") == first  # a copy is the same data
+    labels = tmp_path / "b" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(idx_bytes(np.zeros(3, np.uint8))))
+    os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 10**9))
+    second = data.fingerprint("mnist", tmp_path / "b")
+    assert second != first and second == _manifest_digest(tmp_path / "b", "mnist")  # not a stale cache
+    assert data.file_digests("mnist", tmp_path / "b")["mnist/t10k-labels-idx1-ubyte.gz"] == \
+        hashlib.sha256(labels.read_bytes()).hexdigest()
+    with pytest.raises(DataError, match="fetch mnist"):
+        data.fingerprint("mnist", tmp_path / "nowhere")
+
+
+def test_is_official_compares_with_the_registered_digests(tmp_path, monkeypatch):
+    pytest.importorskip("tensorflow_datasets")
+    write_mnist(tmp_path)
+    digests = data.file_digests("mnist", tmp_path)
+    registered = [download.RemoteFile(rel, url, digests[rel], 1) for rel, url in data.OFFICIAL_URLS["mnist"].items()]
+    monkeypatch.setattr(download, "official_resources", lambda dataset: registered)
+    assert download.is_official("mnist", tmp_path) is True
+    registered[0] = registered[0]._replace(sha256="0" * 64)
+    assert download.is_official("mnist", tmp_path) is False
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    assert download.is_official("mnist", tmp_path) is None
+
+
+def test_real_data_is_not_official_and_still_loads(real_data_dir, real_mnist, real_cifar10):
+    """The shared copy is rebuilt (README of ../shared/data): tinyvae reads it and only says so."""
+    pytest.importorskip("tensorflow_datasets")
+    assert download.is_official("cifar10", real_data_dir) is False
+    assert len(data.fingerprint("cifar10", real_data_dir)) == 64
 
 
 # --------------------------------------------------------------------------- fetch

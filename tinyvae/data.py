@@ -47,13 +47,14 @@ nothing may follow. A damaged, truncated or bloated file raises
 point ``--data-dir`` at a good copy); no file, however crafted, makes the
 reader allocate more than the split it asked for. Files that differ from the
 official ones but are well formed (mirrors, rebuilt copies) are read as they
-are.
+are; :func:`fingerprint` names exactly which files a run used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import math
 import os
 import pathlib
@@ -517,3 +518,58 @@ def load(dataset: str, split: str = "train", data_dir: str | os.PathLike | None 
     loader = load_mnist if dataset == "mnist" else load_cifar10
     return loader(split, data_dir)
 
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def sha256_file(path: str | os.PathLike) -> tuple[str, int]:
+    """The sha256 hex digest and byte size of the file at ``path``, read in 1 MiB blocks."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of_version(path: str, device: int, inode: int, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)[0]  # the key names one version of the file: hashed once per process
+
+
+def file_digests(dataset: str, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """The sha256 of each file of ``dataset`` in the data dir, keyed by its path relative to it.
+
+    Each version of a file (same path, inode, size and mtime) is hashed once
+    per process. DataError if a file is missing or changes while it is hashed.
+    """
+    _check_dataset(dataset)
+    root = resolve_data_dir(data_dir)
+    paths = {rel: root / rel for rel in sorted(OFFICIAL_URLS[dataset])}
+    _require_files(dataset, root, list(paths.values()))
+    digests = {}
+    for rel, path in paths.items():
+        try:
+            before = path.stat()
+            digests[rel] = _sha256_of_version(str(path.resolve()), before.st_dev, before.st_ino,
+                                              before.st_size, before.st_mtime_ns)
+            after = path.stat()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read it ({type(e).__name__}: {e})") from e
+        if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+            raise DataError(f"{path} changed while it was being hashed; try again once nothing writes to it")
+    return digests
+
+
+def fingerprint(dataset: str, data_dir: str | os.PathLike | None = None) -> str:
+    """Name the exact files of ``dataset`` a run reads: a sha256 hex digest.
+
+    It is the sha256 of the manifest that ``sha256sum`` prints for the files,
+    one line ``<sha256>  <path relative to the data dir>`` each, sorted by
+    path; check it by hand with ``cd <data dir> && sha256sum mnist/*.gz | sha256sum``
+    (or ``cifar10/cifar-10-binary.tar.gz``). Any copy of the data, official or
+    not, has one; :func:`tinyvae.download.is_official` says whether the files
+    are the official ones.
+    """
+    manifest = "".join(f"{digest}  {rel}\n" for rel, digest in file_digests(dataset, data_dir).items())
+    return hashlib.sha256(manifest.encode()).hexdigest()
