@@ -52,18 +52,17 @@ are; :func:`fingerprint` names exactly which files a run used.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import math
 import os
 import pathlib
 import tarfile
-import zlib
 from typing import Sequence
 
 import numpy as np
 
+from .checked_io import CHUNK, Damage, StrictTarInfo, damaged, fix_hint, reading
 from .errors import ConfigError, DataError
 
 DATASETS = ("mnist", "cifar10")
@@ -93,7 +92,6 @@ _CIFAR_LIMIT = len(_CIFAR_BATCHES) * _CIFAR_BATCH * _CIFAR_RECORD + (16 << 20)  
 _CIFAR_EXTRA = 1 << 20  # largest other member (the official readme.html is 88 bytes)
 _CIFAR_MAX_MEMBERS = 64  # the official archive has 8
 _TAR_HEADER_BUDGET = 4 << 20  # bytes one member's headers (pax, long names, sparse maps) may take
-_CHUNK = 1 << 20  # compressed bytes read at a time
 
 #: Files of each dataset, relative to the data dir -> official download URL.
 OFFICIAL_URLS = {
@@ -147,107 +145,7 @@ def _require_files(dataset: str, root: pathlib.Path, paths: Sequence[pathlib.Pat
     )
 
 
-# --------------------------------------------------------------------------- damaged files
-
-
-class _Damage(Exception):
-    """What is wrong inside a data file; :func:`_reading` turns it into a DataError naming the file."""
-
-
-def _fix(dataset: str) -> str:
-    return (f"delete it and fetch it again with `python -m tinyvae fetch {dataset}`, "
-            "or point --data-dir (or TINYVAE_DATA_DIR) at a folder with a good copy")
-
-
-def _damaged(path, dataset: str, why: str) -> DataError:
-    """The DataError for a damaged ``dataset`` file at ``path``: what is wrong and how to get a good copy."""
-    return DataError(f"{path}: {why}.\nThe file is damaged or is not a {dataset} file: {_fix(dataset)}.")
-
-
-def _zlib_why(error: zlib.error) -> str:
-    text = str(error)
-    if "incorrect data check" in text:
-        return f"the gzip CRC-32 does not match the data: its bytes were altered (zlib: {text})"
-    if "incorrect length check" in text:
-        return f"the gzip length field does not match the data (zlib: {text})"
-    if "incorrect header check" in text or "unknown compression method" in text:
-        return f"not gzip data (zlib: {text})"
-    return f"corrupt gzip data (zlib: {text})"
-
-
-class _GzipReader:
-    """The decompressed bytes of an open gzip file, handed out in bounded pieces.
-
-    zlib checks each gzip member's CRC-32 and length when the reader reaches
-    the member's end; members that follow one another read as one stream, and
-    anything else after the last member is refused. At most ``limit`` bytes
-    are handed out: a read past it raises ``_Damage(limit_why)`` if the data
-    goes on.
-    """
-
-    def __init__(self, f, limit: int, limit_why: str):
-        self._f = f
-        self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip: header, deflate, CRC-32, length
-        self._input = b""  # compressed bytes not yet given to zlib
-        self._ended = False
-        self.produced = 0
-        self.limit, self.limit_why = limit, limit_why
-
-    def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all that is left if ``n < 0``); fewer only at the end of the data."""
-        room = self.limit - self.produced
-        if n is None or n < 0 or n > room:
-            out = self._read(room)
-            if self._read(1):
-                raise _Damage(self.limit_why)
-            return out
-        return self._read(n)
-
-    def _read(self, n: int) -> bytes:
-        pieces = []
-        while n > 0 and not self._ended:
-            if self._z.eof and not self._next_member():
-                break
-            fed = self._input or self._f.read(_CHUNK)
-            try:
-                piece = self._z.decompress(fed, n)
-            except zlib.error as e:
-                raise _Damage(_zlib_why(e)) from None
-            self._input = self._z.unused_data if self._z.eof else self._z.unconsumed_tail
-            if not (fed or piece or self._z.eof):
-                raise _Damage("the gzip data ends early: the file is truncated")
-            pieces.append(piece)
-            n -= len(piece)
-        out = b"".join(pieces)
-        self.produced += len(out)
-        return out
-
-    def _next_member(self) -> bool:
-        """At the end of a gzip member: start the next one, or return False at the end of the file."""
-        while len(self._input) < 2 and (more := self._f.read(_CHUNK)):
-            self._input += more
-        if not self._input:
-            self._ended = True
-            return False
-        if self._input[:2] != b"\x1f\x8b":
-            at = self._f.tell() - len(self._input)
-            raise _Damage(f"data that is not gzip follows the end of the gzip data, at byte {at}")
-        self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        return True
-
-
-@contextlib.contextmanager
-def _reading(path: pathlib.Path, dataset: str, limit: int, limit_why: str):
-    """Open ``path`` as a :class:`_GzipReader`; any damage found inside becomes a DataError naming it."""
-    try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size == 0:
-                raise _Damage("empty file, expected gzip-compressed data")
-            yield _GzipReader(f, limit, limit_why)
-    except _Damage as e:
-        raise _damaged(path, dataset, str(e)) from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read it ({type(e).__name__}: {e})") from e
+# --------------------------------------------------------------------------- loaders
 
 
 def _memory_error_is_data_error(loader):
@@ -320,26 +218,26 @@ def _read_idx_gz(path: pathlib.Path, shape: tuple, most: int) -> np.ndarray:
     what = "images" if shape else "labels"
     item = math.prod(shape)
     limit = 4 + 4 * 255 + most * item
-    with _reading(path, "mnist", limit, f"it decompresses to more than {limit} bytes, more than "
+    with reading(path, "mnist", limit, f"it decompresses to more than {limit} bytes, more than "
                   f"{most} MNIST {what}") as gz:
         head = gz.read(4)
         head += gz.read(4 * head[3]) if len(head) == 4 else b""
         try:
             dtype, dims, _ = _idx_header(head)
         except DataError as e:
-            raise _Damage(str(e)) from None
+            raise Damage(str(e)) from None
         if dtype != np.uint8 or dims[1:] != shape:
             expected = f"uint8 images of shape (N, {', '.join(map(str, shape))})" if shape else \
                 "a uint8 vector of labels"
-            raise _Damage(f"expected {expected}, got {dtype.name} {dims}")
+            raise Damage(f"expected {expected}, got {dtype.name} {dims}")
         if dims[0] > most:
-            raise _Damage(f"its header announces {dims[0]} {what}, more than the {most} of the split")
+            raise Damage(f"its header announces {dims[0]} {what}, more than the {most} of the split")
         expected = dims[0] * item
         payload = gz.read(expected)
         if len(payload) != expected:
-            raise _Damage(f"IDX payload is {len(payload)} bytes, header {dims} of uint8 announces {expected}")
+            raise Damage(f"IDX payload is {len(payload)} bytes, header {dims} of uint8 announces {expected}")
         if gz.read(1):
-            raise _Damage(f"IDX payload is longer than the {expected} bytes its header {dims} announces")
+            raise Damage(f"IDX payload is longer than the {expected} bytes its header {dims} announces")
     return np.frombuffer(payload, np.uint8).reshape(dims).copy()
 
 
@@ -369,43 +267,26 @@ def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None):
     labels = _read_idx_gz(labels_path, (), most)  # (N,)
     if len(images) != len(labels):
         raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
-                        f"labels.\nOne of them is damaged or comes from another copy: {_fix('mnist')}.")
+                        f"labels.\nOne of them is damaged or comes from another copy: {fix_hint('mnist')}.")
     if labels.size and labels.max() > 9:
-        raise _damaged(labels_path, "mnist", f"label {labels.max()} outside 0..9")
+        raise damaged(labels_path, "mnist", f"label {labels.max()} outside 0..9")
     return images.reshape(-1, 28, 28, 1), labels.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- CIFAR-10
 
 
-class _StrictTarInfo(tarfile.TarInfo):
-    """A TarInfo whose bad header raises, where tarfile would end the archive quietly after its
-    first member (so damage mid-archive read as a short archive)."""
-
-    @classmethod
-    def fromtarfile(cls, tar):
-        try:
-            return super().fromtarfile(tar)
-        except tarfile.EOFHeaderError:
-            raise  # a block of zeros: the end-of-archive marker
-        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError):
-            raise _Damage(f"the tar data ends early, at byte {tar.offset}, without its "
-                          "end-of-archive marker: the archive is truncated") from None
-        except tarfile.HeaderError as e:
-            raise _Damage(f"the archive is corrupt: bad tar header at byte {tar.offset} ({e})") from None
-
-
 def _check_batch(member: tarfile.TarInfo, records: int | None) -> None:
     if not member.isreg() or member.issparse():
-        raise _Damage(f"member {member.name} is not a regular file")
+        raise Damage(f"member {member.name} is not a regular file")
     n, rest = divmod(member.size, _CIFAR_RECORD)
     if rest or n == 0:
-        raise _Damage(f"member {member.name} is {member.size} bytes, not a whole number of "
+        raise Damage(f"member {member.name} is {member.size} bytes, not a whole number of "
                       f"{_CIFAR_RECORD}-byte records")
     if records is not None and n != records:
-        raise _Damage(f"member {member.name} holds {n} records, expected {records}")
+        raise Damage(f"member {member.name} holds {n} records, expected {records}")
     if n > _CIFAR_BATCH:
-        raise _Damage(f"member {member.name} holds {n} records, more than the {_CIFAR_BATCH} of a batch")
+        raise Damage(f"member {member.name} holds {n} records, more than the {_CIFAR_BATCH} of a batch")
 
 
 def _read_cifar_archive(path: pathlib.Path, names: Sequence[str], records: int | None) -> dict[str, bytes]:
@@ -419,9 +300,9 @@ def _read_cifar_archive(path: pathlib.Path, names: Sequence[str], records: int |
     found, seen = {}, set()
     budget = f"one member's tar headers take more than {_TAR_HEADER_BUDGET} bytes: the archive is corrupt"
     total = f"it decompresses to more than {_CIFAR_LIMIT} bytes, more than a CIFAR-10 archive holds"
-    with _reading(path, "cifar10", _TAR_HEADER_BUDGET, budget) as gz:
+    with reading(path, "cifar10", _TAR_HEADER_BUDGET, budget) as gz:
         try:
-            with tarfile.open(fileobj=gz, mode="r|", bufsize=_CHUNK, tarinfo=_StrictTarInfo) as tar:
+            with tarfile.open(fileobj=gz, mode="r|", bufsize=CHUNK, tarinfo=StrictTarInfo) as tar:
                 skip = 0  # data of the last member that next() will step over
                 while True:
                     gz.limit, gz.limit_why = min(gz.produced + skip + _TAR_HEADER_BUDGET, _CIFAR_LIMIT), budget
@@ -430,34 +311,34 @@ def _read_cifar_archive(path: pathlib.Path, names: Sequence[str], records: int |
                         break
                     gz.limit, gz.limit_why = _CIFAR_LIMIT, total
                     if len(seen) == _CIFAR_MAX_MEMBERS:
-                        raise _Damage(f"more than {_CIFAR_MAX_MEMBERS} members (CIFAR-10 has 8)")
+                        raise Damage(f"more than {_CIFAR_MAX_MEMBERS} members (CIFAR-10 has 8)")
                     if member.name in _CIFAR_BATCHES:
                         if member.name in seen:
-                            raise _Damage(f"member {member.name} appears twice")
+                            raise Damage(f"member {member.name} appears twice")
                         _check_batch(member, records)
                     elif member.isdir():
                         pass
                     elif not member.isreg() or member.issparse():
-                        raise _Damage(f"unexpected member {member.name!r}: not a regular file or folder")
+                        raise Damage(f"unexpected member {member.name!r}: not a regular file or folder")
                     elif member.size > _CIFAR_EXTRA:
-                        raise _Damage(f"unexpected member {member.name!r} of {member.size} bytes")
+                        raise Damage(f"unexpected member {member.name!r} of {member.size} bytes")
                     seen.add(member.name)
                     skip = member.size
                     if member.name in names:  # straight from the stream: extractfile() copies twice more
                         tar.fileobj.seek(member.offset_data)
                         found[member.name] = tar.fileobj.read(member.size)
                         if len(found[member.name]) != member.size:
-                            raise _Damage(f"the tar data ends inside member {member.name}: the archive is truncated")
+                            raise Damage(f"the tar data ends inside member {member.name}: the archive is truncated")
                 gz.limit = gz.produced + _TAR_HEADER_BUDGET  # tar pads its end to a record, a few KiB
                 gz.limit_why = f"more than {_TAR_HEADER_BUDGET} bytes follow the tar end-of-archive marker"
-                while block := tar.fileobj.read(_CHUNK):
+                while block := tar.fileobj.read(CHUNK):
                     if block.count(0) != len(block):
-                        raise _Damage("data follows the tar end-of-archive marker")
+                        raise Damage("data follows the tar end-of-archive marker")
         except (tarfile.TarError, EOFError, ValueError, IndexError, KeyError, OverflowError) as e:
-            raise _Damage(f"the archive is corrupt ({type(e).__name__}: {e})") from None
+            raise Damage(f"the archive is corrupt ({type(e).__name__}: {e})") from None
         missing = [n for n in names if n not in found]
         if missing:
-            raise _Damage(f"the archive lacks member(s) {', '.join(missing)}")
+            raise Damage(f"the archive lacks member(s) {', '.join(missing)}")
     return found
 
 
@@ -465,7 +346,7 @@ def _cifar_labels(rows: np.ndarray, path: pathlib.Path, name: str) -> np.ndarray
     """The label column of one batch's records (n, 3073) -> int64 (n,); DataError if one is not 0..9."""
     labels = rows[:, 0].astype(np.int64)  # (n,)
     if labels.max() > 9:
-        raise _damaged(path, "cifar10", f"member {name}: label {labels.max()} outside 0..9")
+        raise damaged(path, "cifar10", f"member {name}: label {labels.max()} outside 0..9")
     return labels
 
 
