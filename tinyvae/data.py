@@ -38,22 +38,33 @@ and three fixes:
 3. download the files by hand from the official URLs (:data:`OFFICIAL_URLS`)
    into those paths.
 
-Every problem with the files themselves (truncated, not gzip, wrong sizes,
-labels out of range, ...) raises :class:`DataError` as well.
+When the files are damaged
+--------------------------
+Every file is read to its end, in bounded pieces: the CRC-32 and length of
+every gzip member are checked, each IDX payload and each CIFAR-10 batch must
+have exactly the size its header announces (and no more records than the
+official split), the tar archive must end with its end-of-archive marker, and
+nothing may follow. A damaged, truncated or bloated file raises
+:class:`DataError` naming it and the fix (delete it and fetch it again, or
+point ``--data-dir`` at a good copy); no file, however crafted, makes the
+reader allocate more than the split it asked for. Files that differ from the
+official ones but are well formed (mirrors, rebuilt copies) are read as they
+are; :func:`fingerprint` names exactly which files a run used.
 """
 
 from __future__ import annotations
 
-import gzip
+import functools
+import hashlib
 import math
 import os
 import pathlib
 import tarfile
-import zlib
 from typing import Sequence
 
 import numpy as np
 
+from .checked_io import CHUNK, Damage, StrictTarInfo, damaged, fix_hint, reading
 from .errors import ConfigError, DataError
 
 DATASETS = ("mnist", "cifar10")
@@ -78,6 +89,12 @@ _CIFAR_MEMBERS = {
     "test": ("cifar-10-batches-bin/test_batch.bin",),
 }
 _CIFAR_RECORD = 1 + 32 * 32 * 3  # label byte + R, G, B planes
+_CIFAR_BATCH = 10000  # records in each official batch file, the most any may hold
+_CIFAR_BATCHES = {name for names in _CIFAR_MEMBERS.values() for name in names}
+_CIFAR_LIMIT = len(_CIFAR_BATCHES) * _CIFAR_BATCH * _CIFAR_RECORD + (16 << 20)  # tar bytes, all told
+_CIFAR_EXTRA = 1 << 20  # largest other member (the official readme.html is 88 bytes)
+_CIFAR_MAX_MEMBERS = 64  # the official archive has 8
+_TAR_HEADER_BUDGET = 4 << 20  # bytes one member's headers (pax, long names, sparse maps) may take
 
 #: Files of each dataset, relative to the data dir -> official download URL.
 OFFICIAL_URLS = {
@@ -148,7 +165,41 @@ def require(dataset: str, data_dir: str | os.PathLike | None = None) -> pathlib.
     return resolve_data_dir(data_dir)
 
 
+# --------------------------------------------------------------------------- loaders
+
+
+def _memory_error_is_data_error(loader):
+    """Turn a MemoryError while ``loader`` runs into a DataError (bounded reads mean only a good split can need much)."""
+    @functools.wraps(loader)
+    def wrapper(split="train", data_dir=None, **kwargs):
+        try:
+            return loader(split, data_dir, **kwargs)
+        except MemoryError:
+            raise DataError(f"not enough memory to load the {split} split with {loader.__name__} "
+                            f"from {resolve_data_dir(data_dir)}; free some memory and try again") from None
+    return wrapper
+
+
 # --------------------------------------------------------------------------- MNIST
+
+
+def _idx_header(data: bytes):
+    """Parse the IDX header at the start of ``data`` -> (dtype, dims, header length); DataError if bad."""
+    if len(data) < 4:
+        raise DataError(f"IDX data too short for a header: {len(data)} bytes")
+    if data[0] != 0 or data[1] != 0:
+        raise DataError(f"not an IDX file: magic starts {data[:2].hex()}, expected 0000")
+    code, ndim = data[2], data[3]
+    if code not in _IDX_DTYPES:
+        raise DataError(f"IDX type code 0x{code:02x} unknown; known: "
+                        + ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES))
+    if ndim == 0:
+        raise DataError("IDX header has 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"IDX header truncated: {ndim} dimensions need {header} bytes, got {len(data)}")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    return np.dtype(_IDX_DTYPES[code]), dims, header
 
 
 def read_idx(data: bytes) -> np.ndarray:
@@ -173,21 +224,7 @@ def read_idx(data: bytes) -> np.ndarray:
         is not exactly the one the header announces.
     """
     data = bytes(data)
-    if len(data) < 4:
-        raise DataError(f"IDX data too short for a header: {len(data)} bytes")
-    if data[0] != 0 or data[1] != 0:
-        raise DataError(f"not an IDX file: magic starts {data[:2].hex()}, expected 0000")
-    code, ndim = data[2], data[3]
-    if code not in _IDX_DTYPES:
-        raise DataError(f"IDX type code 0x{code:02x} unknown; known: "
-                        + ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES))
-    if ndim == 0:
-        raise DataError("IDX header has 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"IDX header truncated: {ndim} dimensions need {header} bytes, got {len(data)}")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[code])
+    dtype, dims, header = _idx_header(data)
     expected = dtype.itemsize * math.prod(dims)
     if len(data) - header != expected:
         raise DataError(f"IDX payload is {len(data) - header} bytes, header {dims} of "
@@ -196,27 +233,35 @@ def read_idx(data: bytes) -> np.ndarray:
     return array.astype(dtype.newbyteorder("="))
 
 
-def read_gzip(path: str | os.PathLike) -> bytes:
-    """Return the decompressed contents of a gzip file; DataError if unreadable, not gzip, truncated or empty."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        data = gzip.decompress(raw)
-    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as e:
-        raise DataError(f"{path}: cannot read as gzip ({type(e).__name__}: {e})") from e
-    if not data:
-        raise DataError(f"{path}: empty file, expected gzip-compressed data")
-    return data
+def _read_idx_gz(path: pathlib.Path, shape: tuple, most: int) -> np.ndarray:
+    """Read a gzipped IDX file of uint8 items, shape ``(n, *shape)`` with ``n <= most``, to its end."""
+    what = "images" if shape else "labels"
+    item = math.prod(shape)
+    limit = 4 + 4 * 255 + most * item
+    with reading(path, "mnist", limit, f"it decompresses to more than {limit} bytes, more than "
+                  f"{most} MNIST {what}") as gz:
+        head = gz.read(4)
+        head += gz.read(4 * head[3]) if len(head) == 4 else b""
+        try:
+            dtype, dims, _ = _idx_header(head)
+        except DataError as e:
+            raise Damage(str(e)) from None
+        if dtype != np.uint8 or dims[1:] != shape:
+            expected = f"uint8 images of shape (N, {', '.join(map(str, shape))})" if shape else \
+                "a uint8 vector of labels"
+            raise Damage(f"expected {expected}, got {dtype.name} {dims}")
+        if dims[0] > most:
+            raise Damage(f"its header announces {dims[0]} {what}, more than the {most} of the split")
+        expected = dims[0] * item
+        payload = gz.read(expected)
+        if len(payload) != expected:
+            raise Damage(f"IDX payload is {len(payload)} bytes, header {dims} of uint8 announces {expected}")
+        if gz.read(1):
+            raise Damage(f"IDX payload is longer than the {expected} bytes its header {dims} announces")
+    return np.frombuffer(payload, np.uint8).reshape(dims).copy()
 
 
-def _read_idx_gz(path: pathlib.Path) -> np.ndarray:
-    data = read_gzip(path)
-    try:
-        return read_idx(data)
-    except DataError as e:
-        raise DataError(f"{path}: {e}") from e
-
-
+@_memory_error_is_data_error
 def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None):
     """Load an MNIST split.
 
@@ -236,63 +281,95 @@ def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None):
     _check_split(split)
     root = require("mnist", data_dir)
     images_path, labels_path = (root / "mnist" / name for name in _MNIST_FILES[split])
-    images = _read_idx_gz(images_path)
-    labels = _read_idx_gz(labels_path)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DataError(f"{images_path}: expected uint8 images of shape (N, 28, 28), "
-                        f"got {images.dtype} {images.shape}")
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise DataError(f"{labels_path}: expected a uint8 vector of labels, got {labels.dtype} {labels.shape}")
+    most = SPLIT_SIZES["mnist"][split]
+    images = _read_idx_gz(images_path, (28, 28), most)  # (N, 28, 28)
+    labels = _read_idx_gz(labels_path, (), most)  # (N,)
     if len(images) != len(labels):
-        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
+        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
+                        f"labels.\nOne of them is damaged or comes from another copy: {fix_hint('mnist')}.")
     if labels.size and labels.max() > 9:
-        raise DataError(f"{labels_path}: label {labels.max()} outside 0..9")
+        raise damaged(labels_path, "mnist", f"label {labels.max()} outside 0..9")
     return images.reshape(-1, 28, 28, 1), labels.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- CIFAR-10
 
 
-def _decode_cifar(data: bytes, source: str, records: int | None):
-    """Decode one CIFAR-10 batch file: -> uint8 (n, 32, 32, 3), int64 (n,)."""
-    if len(data) == 0 or len(data) % _CIFAR_RECORD:
-        raise DataError(f"{source}: {len(data)} bytes is not a whole number of "
-                        f"{_CIFAR_RECORD}-byte records")
-    n = len(data) // _CIFAR_RECORD
+def _check_batch(member: tarfile.TarInfo, records: int | None) -> None:
+    if not member.isreg() or member.issparse():
+        raise Damage(f"member {member.name} is not a regular file")
+    n, rest = divmod(member.size, _CIFAR_RECORD)
+    if rest or n == 0:
+        raise Damage(f"member {member.name} is {member.size} bytes, not a whole number of "
+                      f"{_CIFAR_RECORD}-byte records")
     if records is not None and n != records:
-        raise DataError(f"{source}: {n} records, expected {records}")
-    rows = np.frombuffer(data, np.uint8).reshape(n, _CIFAR_RECORD)
-    labels = rows[:, 0].astype(np.int64)
-    if labels.max() > 9:
-        raise DataError(f"{source}: label {labels.max()} outside 0..9")
-    images = rows[:, 1:].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
-    return images, labels
+        raise Damage(f"member {member.name} holds {n} records, expected {records}")
+    if n > _CIFAR_BATCH:
+        raise Damage(f"member {member.name} holds {n} records, more than the {_CIFAR_BATCH} of a batch")
 
 
-def _read_members(path: pathlib.Path, names: Sequence[str]) -> dict[str, bytes]:
-    """Read the regular-file members ``names`` of a tar.gz in memory, in one pass that stops
-    once all are found (so the first of duplicate names wins)."""
-    wanted, found = set(names), {}
-    try:
-        with tarfile.open(path, "r:gz") as tar:
-            for member in tar:
-                if member.name not in wanted:
-                    continue
-                if not member.isfile():
-                    raise DataError(f"{path}: member {member.name} is not a regular file")
-                found[member.name] = tar.extractfile(member).read()
-                if len(found[member.name]) != member.size:
-                    raise DataError(f"{path}: member {member.name} is truncated")
-                if len(found) == len(wanted):
-                    break
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        raise DataError(f"{path}: cannot read as tar.gz ({type(e).__name__}: {e})") from e
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise DataError(f"{path}: archive lacks member(s) {', '.join(missing)}")
+def _read_cifar_archive(path: pathlib.Path, names: Sequence[str], records: int | None) -> dict[str, bytes]:
+    """The members ``names`` of the CIFAR-10 archive, in one pass to the end of the archive.
+
+    Every batch member, wanted or not, must be a plain regular file of
+    ``records`` records (None: any whole number up to 10000) and appear once;
+    other members may only be folders or small regular files; the tar data
+    must end with its end-of-archive marker and nothing but zeros after it.
+    """
+    found, seen = {}, set()
+    budget = f"one member's tar headers take more than {_TAR_HEADER_BUDGET} bytes: the archive is corrupt"
+    total = f"it decompresses to more than {_CIFAR_LIMIT} bytes, more than a CIFAR-10 archive holds"
+    with reading(path, "cifar10", _TAR_HEADER_BUDGET, budget) as gz:
+        try:
+            with tarfile.open(fileobj=gz, mode="r|", bufsize=CHUNK, tarinfo=StrictTarInfo) as tar:
+                skip = 0  # data of the last member that next() will step over
+                while True:
+                    gz.limit, gz.limit_why = min(gz.produced + skip + _TAR_HEADER_BUDGET, _CIFAR_LIMIT), budget
+                    member = tar.next()
+                    if member is None:
+                        break
+                    gz.limit, gz.limit_why = _CIFAR_LIMIT, total
+                    if len(seen) == _CIFAR_MAX_MEMBERS:
+                        raise Damage(f"more than {_CIFAR_MAX_MEMBERS} members (CIFAR-10 has 8)")
+                    if member.name in _CIFAR_BATCHES:
+                        if member.name in seen:
+                            raise Damage(f"member {member.name} appears twice")
+                        _check_batch(member, records)
+                    elif member.isdir():
+                        pass
+                    elif not member.isreg() or member.issparse():
+                        raise Damage(f"unexpected member {member.name!r}: not a regular file or folder")
+                    elif member.size > _CIFAR_EXTRA:
+                        raise Damage(f"unexpected member {member.name!r} of {member.size} bytes")
+                    seen.add(member.name)
+                    skip = member.size
+                    if member.name in names:  # straight from the stream: extractfile() copies twice more
+                        tar.fileobj.seek(member.offset_data)
+                        found[member.name] = tar.fileobj.read(member.size)
+                        if len(found[member.name]) != member.size:
+                            raise Damage(f"the tar data ends inside member {member.name}: the archive is truncated")
+                gz.limit = gz.produced + _TAR_HEADER_BUDGET  # tar pads its end to a record, a few KiB
+                gz.limit_why = f"more than {_TAR_HEADER_BUDGET} bytes follow the tar end-of-archive marker"
+                while block := tar.fileobj.read(CHUNK):
+                    if block.count(0) != len(block):
+                        raise Damage("data follows the tar end-of-archive marker")
+        except (tarfile.TarError, EOFError, ValueError, IndexError, KeyError, OverflowError) as e:
+            raise Damage(f"the archive is corrupt ({type(e).__name__}: {e})") from None
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise Damage(f"the archive lacks member(s) {', '.join(missing)}")
     return found
 
 
+def _cifar_labels(rows: np.ndarray, path: pathlib.Path, name: str) -> np.ndarray:
+    """The label column of one batch's records (n, 3073) -> int64 (n,); DataError if one is not 0..9."""
+    labels = rows[:, 0].astype(np.int64)  # (n,)
+    if labels.max() > 9:
+        raise damaged(path, "cifar10", f"member {name}: label {labels.max()} outside 0..9")
+    return labels
+
+
+@_memory_error_is_data_error
 def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None,
                  *, records_per_file: int | None = 10000):
     """Load a CIFAR-10 split from ``cifar10/cifar-10-binary.tar.gz``.
@@ -304,7 +381,8 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
         See :func:`resolve_data_dir`.
     records_per_file : int or None, keyword-only
         Records each batch file must hold (10000 in the official archive);
-        None accepts any whole number of records (for small test archives).
+        None accepts any whole number of records up to 10000 (for small test
+        archives).
 
     Returns
     -------
@@ -319,16 +397,16 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
         raise ConfigError(f"records_per_file must be a positive integer or None, got {records_per_file!r}")
     path = require("cifar10", data_dir) / _CIFAR_ARCHIVE
     names = _CIFAR_MEMBERS[split]
-    members = _read_members(path, names)
-    parts = [_decode_cifar(members.pop(name), f"{path}:{name}", records_per_file) for name in names]
-    total = sum(len(labels) for _, labels in parts)
-    images = np.empty((total, 32, 32, 3), np.uint8)
-    labels = np.empty(total, np.int64)
+    members = _read_cifar_archive(path, names, records_per_file)
+    batches = [np.frombuffer(members[name], np.uint8).reshape(-1, _CIFAR_RECORD) for name in names]  # (n, 3073)
+    labels = np.concatenate([_cifar_labels(rows, path, name) for rows, name in zip(batches, names)])  # (N,)
+    images = np.empty((len(labels), 32, 32, 3), np.uint8)  # (N, 32, 32, 3)
+    pixels = images.reshape(len(labels), 32 * 32, 3)  # (N, 1024, 3), a view
     start = 0
-    for part_images, part_labels in parts:
-        images[start:start + len(part_labels)] = part_images
-        labels[start:start + len(part_labels)] = part_labels
-        start += len(part_labels)
+    for rows in batches:
+        for c in range(3):  # one plane at a time: long strided runs, 4x faster than one transpose
+            pixels[start:start + len(rows), :, c] = rows[:, 1 + 1024 * c:1 + 1024 * (c + 1)]  # (n, 1024)
+        start += len(rows)
     return images, labels
 
 
@@ -346,3 +424,59 @@ def load(dataset: str, split: str = "train", data_dir: str | os.PathLike | None 
 def to_float(images, dtype=np.float32):
     """uint8 images -> floats in [0, 1] (pixels / 255), same shape."""
     return np.divide(images, PIXEL_SCALE, dtype=dtype)   # (N, H, W, C)
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def sha256_file(path: str | os.PathLike) -> tuple[str, int]:
+    """The sha256 hex digest and byte size of the file at ``path``, read in 1 MiB blocks."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of_version(path: str, device: int, inode: int, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)[0]  # the key names one version of the file: hashed once per process
+
+
+def file_digests(dataset: str, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """The sha256 of each file of ``dataset`` in the data dir, keyed by its path relative to it.
+
+    Each version of a file (same path, inode, size and mtime) is hashed once
+    per process. DataError if a file is missing or changes while it is hashed.
+    """
+    _check_dataset(dataset)
+    root = resolve_data_dir(data_dir)
+    paths = {rel: root / rel for rel in sorted(OFFICIAL_URLS[dataset])}
+    require(dataset, root)
+    digests = {}
+    for rel, path in paths.items():
+        try:
+            before = path.stat()
+            digests[rel] = _sha256_of_version(str(path.resolve()), before.st_dev, before.st_ino,
+                                              before.st_size, before.st_mtime_ns)
+            after = path.stat()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read it ({type(e).__name__}: {e})") from e
+        if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+            raise DataError(f"{path} changed while it was being hashed; try again once nothing writes to it")
+    return digests
+
+
+def fingerprint(dataset: str, data_dir: str | os.PathLike | None = None) -> str:
+    """Name the exact files of ``dataset`` a run reads: a sha256 hex digest.
+
+    It is the sha256 of the manifest that ``sha256sum`` prints for the files,
+    one line ``<sha256>  <path relative to the data dir>`` each, sorted by
+    path; check it by hand with ``cd <data dir> && sha256sum mnist/*.gz | sha256sum``
+    (or ``cifar10/cifar-10-binary.tar.gz``). Any copy of the data, official or
+    not, has one; :func:`tinyvae.download.is_official` says whether the files
+    are the official ones.
+    """
+    manifest = "".join(f"{digest}  {rel}\n" for rel, digest in file_digests(dataset, data_dir).items())
+    return hashlib.sha256(manifest.encode()).hexdigest()

@@ -15,7 +15,6 @@ that replaces the official URLs and digests of the datasets it lists.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -28,7 +27,8 @@ import urllib.parse
 import urllib.request
 from typing import NamedTuple, Sequence
 
-from .data import OFFICIAL_URLS, _check_dataset, missing_data_error, missing_files, resolve_data_dir
+from .data import (OFFICIAL_URLS, _check_dataset, file_digests, missing_data_error, missing_files,
+                   resolve_data_dir, sha256_file)
 from .errors import ConfigError, DataError
 
 RESOURCES_ENV = "TINYVAE_RESOURCES"
@@ -119,15 +119,6 @@ def _probe_hosts(urls: Sequence[str], timeout: float) -> None:
         _probe(url, timeout)
 
 
-def _sha256(path: pathlib.Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
 def fetch(dataset: str, data_dir: str | os.PathLike | None = None, *, timeout: float = 1.0,
           resources: Sequence[RemoteFile] | None = None) -> list[pathlib.Path]:
     """Download the missing files of ``dataset`` into the data dir.
@@ -197,7 +188,7 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, *, timeout: f
                 got = pathlib.Path(manager.download(f.url))
             except Exception as e:  # requests, tfds DownloadError, NonMatchingChecksumError, ...
                 raise DataError(f"download of {f.url} failed ({type(e).__name__}): {e}") from e
-            digest, size = _sha256(got)
+            digest, size = sha256_file(got)
             if digest != f.sha256 or size != f.size:
                 raise DataError(f"{f.url}: sha256 {digest} ({size} bytes) does not match the "
                                 f"expected {f.sha256} ({f.size} bytes); nothing was saved")
@@ -245,3 +236,17 @@ def ensure(datasets: Sequence[str], data_dir: str | os.PathLike | None = None, *
         except DataError as e:
             raise DataError(f"{e}\n{missing_data_error(missing_files(datasets, root), root)}") from None
     return written
+
+
+def is_official(dataset: str, data_dir: str | os.PathLike | None = None) -> bool | None:
+    """Whether the files of ``dataset`` in the data dir are byte for byte the official ones.
+
+    Compares their sha256 (:func:`tinyvae.data.file_digests`) with the digests
+    registered in tensorflow-datasets. Returns None when tensorflow-datasets is
+    not installed. A copy that is not official (a mirror, a rebuilt archive)
+    is still read and trained on; this only says which it is.
+    """
+    if importlib.util.find_spec("tensorflow_datasets") is None:
+        return None
+    digests = file_digests(dataset, data_dir)
+    return all(digests[f.path] == f.sha256 for f in official_resources(dataset))
