@@ -3,7 +3,8 @@
 * :func:`setup` reads the command line (``--out DIR``, ``--full``,
   ``--threads N``), picks the figure folder and pins the thread count;
 * :func:`savefig` writes one PNG there and says where;
-* :func:`need_data` finds the real data or exits with a clear message.
+* :func:`need_data` finds the real data or exits with a clear message;
+  :func:`find_data` finds it or returns None.
 
 In a notebook (Jupyter, VS Code) the command line is the kernel's; unknown
 arguments are ignored, so the defaults apply.
@@ -64,11 +65,21 @@ def savefig(fig, out, name):
     return path
 
 
-def need_data(dataset):
-    """The data dir holding ``dataset``'s files, or exit(2) saying what is missing."""
+def _missing(dataset):
     from tinyvae import data
     root = data.resolve_data_dir()
-    missing = [root / rel for rel in data.OFFICIAL_URLS[dataset] if not (root / rel).is_file()]
+    return root, [root / rel for rel in data.OFFICIAL_URLS[dataset] if not (root / rel).is_file()]
+
+
+def find_data(dataset):
+    """The data dir holding ``dataset``'s files, or None (for lessons that can do without)."""
+    root, missing = _missing(dataset)
+    return None if missing else root
+
+
+def need_data(dataset):
+    """The data dir holding ``dataset``'s files, or exit(2) saying what is missing."""
+    root, missing = _missing(dataset)
     if missing:
         sys.exit(f"This lesson needs the real {dataset} data, and {root} does not have it "
                  f"(missing: {', '.join(map(str, missing))}).\n"

@@ -15,6 +15,12 @@
 # Run it: `TINYVAE_DATA_DIR=... python -m lessons.l08_vae_mnist --out /tmp/l08`.
 
 # %%
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).parent if "__file__" in globals() else pathlib.Path.cwd()
+sys.path.insert(0, str(HERE.resolve().parent))    # the repository root: runs from any folder
+
 import time
 from statistics import NormalDist
 

@@ -19,6 +19,12 @@
 # Run it: `TINYVAE_DATA_DIR=... python -m lessons.l09_cifar10 --out /tmp/l09`.
 
 # %%
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).parent if "__file__" in globals() else pathlib.Path.cwd()
+sys.path.insert(0, str(HERE.resolve().parent))    # the repository root: runs from any folder
+
 import time
 
 import matplotlib.pyplot as plt

@@ -21,6 +21,12 @@
 # Run it: `TINYVAE_DATA_DIR=... python -m lessons.l10_evaluating --out /tmp/l10`.
 
 # %%
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).parent if "__file__" in globals() else pathlib.Path.cwd()
+sys.path.insert(0, str(HERE.resolve().parent))    # the repository root: runs from any folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
