@@ -3,6 +3,8 @@
 * :func:`setup` reads the command line (``--out DIR``, ``--full``,
   ``--threads N``), picks the figure folder and pins the thread count;
 * :func:`savefig` writes one PNG there and says where;
+* ``to_float`` (pixels / 255) is imported here for every lesson, so that
+  where it lives in the package is one line;
 * :func:`need_data` finds the real data or exits with a clear message;
   :func:`find_data` finds it or returns None.
 
@@ -24,6 +26,7 @@ import matplotlib.pyplot as plt             # noqa: E402  (after choosing the ba
 import numba                                # noqa: E402
 
 from tinyvae.threads import set_threads     # noqa: E402
+from tinyvae.train import to_float          # noqa: E402,F401  (the lessons import it from here: one place)
 
 OUT_ENV = "TINYVAE_LESSON_OUT"
 
