@@ -4,7 +4,8 @@
     python -m lessons.check l03 my_course/l03_conv2d.py
     python /path/to/lessons/check.py l03 FILE        # from any folder
 
-Only the file's imports and ``def``s are run, not the lesson around them.
+Only the file's imports, literal constants (``LATENT = 8``) and ``def``s are
+run, not the lesson around them.
 Each ``# exercise`` function of the lesson gets that lesson's checks: the
 shape and dtype of what it returns, its values against the package, and
 backward passes against finite differences (float64, h = 1e-5, rel_error
@@ -365,10 +366,136 @@ def _(fn, ns):
         expect_values(f"the {what} per image", np.asarray(g, np.float64), want[key], tol=1e-6)
 
 
+# ---- lesson 11: the capstone -------------------------------------------------------------
+
+# The targets of lesson 11 for beta = 1 (the lesson prints and asserts these same numbers)
+L11_TARGETS = {"rec_plus_kl": 40.0, "active_units": 6, "knn_below_pca": 0.02}
+_MNIST = {}
+
+
+def _mnist(data_dir):
+    if data_dir not in _MNIST:
+        from tinyvae.data import load
+        _MNIST[data_dir] = (load("mnist", "train", data_dir), load("mnist", "test", data_dir))
+    return _MNIST[data_dir]
+
+
+def capstone_run(fns, beta, data_dir, seed=0, steps=1500):
+    """Lesson 11's protocol with the functions ``fns`` (build, fit, loss_and_grads, encode, decode).
+
+    Trains on 6,000 MNIST training images (1,500 steps, batches of 32, lr 1e-3)
+    and measures on 1,000 test images: ``rec`` and ``kl`` (KL weight 1),
+    ``active`` units, ``knn`` accuracy of mu (2,000 training codes as the
+    reference) and ``pca_knn`` (PCA with 8 components, the same kNN);
+    ``originals`` and ``recon``: 10 test images and their reconstructions from mu.
+    """
+    from tinyvae import evaluate as ev
+    from tinyvae.train import to_float
+    (x_train, y_train), (x_test, y_test) = _mnist(str(data_dir))
+    rng = np.random.default_rng(seed)
+    tr = rng.choice(len(x_train), 6000, replace=False)
+    te = rng.choice(len(x_test), 1000, replace=False)
+    net = fns["build"](np.random.default_rng(seed + 1))
+    fns["fit"](net, x_train[tr], beta, steps, 32, 1e-3, np.random.default_rng(seed + 2))
+    x = to_float(x_test[te])                                          # (1000, 28, 28, 1)
+    mu, logvar = fns["encode"](net, x)                                # (1000, L) twice
+    mu_ref, _ = fns["encode"](net, to_float(x_train[tr[:2000]]))
+    eps = np.random.default_rng(seed + 3).standard_normal(mu.shape).astype(mu.dtype)
+    xhat = fns["decode"](net, mu + np.exp(0.5 * logvar) * eps)
+    rec = float(np.mean(np.sum((xhat - x) ** 2, axis=(1, 2, 3))))
+    kl = float(np.mean(0.5 * np.sum(mu * mu + np.exp(logvar) - 1 - logvar, axis=1)))
+    pca = ev.pca_knn_baseline(x_train[tr[:2000]], y_train[tr[:2000]], x_test[te], y_test[te], n_components=8)
+    return {"rec": rec, "kl": kl, "active": ev.active_units(mu),
+            "knn": ev.knn_accuracy(mu_ref, y_train[tr[:2000]], mu, y_test[te]), "pca_knn": pca["accuracy"],
+            "originals": x[:10], "recon": fns["decode"](net, mu[:10])}
+
+
+def _tiny_net(ns, dtype):
+    try:
+        return ns["build"](np.random.default_rng(1), dtype=dtype)
+    except Exception:
+        raise Wrong("needs a working build (with a dtype argument); make that pass first") from None
+
+
+@checks("l11", "build")
+def _(fn, ns):
+    net = fn(np.random.default_rng(0))
+    if not isinstance(net, dict) or not {"encoder", "mu", "logvar", "decoder"} <= set(net):
+        raise Wrong("build should return a dict with encoder, mu, logvar and decoder")
+    mu, logvar = ns["encode"](net, np.zeros((2, 28, 28, 1), np.float32))
+    expect_shape("mu", mu, (2, 8), " (the latent has 8 dimensions)")
+    expect_shape("logvar", logvar, (2, 8))
+    xhat = ns["decode"](net, mu)
+    expect_shape("the decoded images", xhat, (2, 28, 28, 1))
+    if not (np.all(xhat > 0) and np.all(xhat < 1)):
+        raise Wrong("decoded pixels should lie in (0, 1): end the decoder with a Sigmoid")
+    if _tiny_net(ns, np.float64)["mu"].params["w"].dtype != np.float64:
+        raise Wrong("build(rng, dtype=np.float64) should give float64 parameters (for gradient checks)")
+
+
+@checks("l11", "loss_and_grads")
+def _(fn, ns):
+    from tinyvae.losses import kl_loss, sse_loss
+    net = _tiny_net(ns, np.float64)
+    rng = np.random.default_rng(2)
+    x, eps, beta = rng.random((3, 28, 28, 1)), rng.standard_normal((3, 8)), 2.0
+    mu, logvar = ns["encode"](net, x)
+    want_rec = sse_loss(ns["decode"](net, mu + np.exp(0.5 * logvar) * eps), x)[0]
+    want_kl = kl_loss(mu, logvar)[0]
+    terms = fn(net, x, eps, beta)
+    if not isinstance(terms, dict) or not {"loss", "rec", "kl"} <= set(terms):
+        raise Wrong("loss_and_grads should return a dict with loss, rec and kl")
+    expect_values("rec", terms["rec"], want_rec)
+    expect_values("kl", terms["kl"], want_kl)
+    expect_values("loss", terms["loss"], want_rec + beta * want_kl, hint=" (rec + beta * kl)")
+    params, grads = ns["parameters"](net)
+    grads = {k: g.copy() for k, g in grads.items()}
+    for name, p in params.items():
+        g = grads[name]
+        if not np.any(g):
+            raise Wrong(f"the gradient of {name} is all zeros")
+        d = g / np.linalg.norm(g)
+        p += 1e-7 * d
+        lp = fn(net, x, eps, beta)["loss"]
+        p -= 2e-7 * d
+        lm = fn(net, x, eps, beta)["loss"]
+        p += 1e-7 * d
+        err = rel_error((lp - lm) / 2e-7, np.linalg.norm(g))
+        if not err < 1e-5:
+            raise Wrong(f"the gradient of {name} does not match a finite difference along it (rel error {err:.1e})")
+
+
+@checks("l11", "fit")
+def _(fn, ns):
+    from lessons._common import find_data
+    data_dir = find_data("mnist")
+    if data_dir is None:
+        raise Wrong("the targets need MNIST: set TINYVAE_DATA_DIR to a folder holding mnist/")
+    r = capstone_run(dict(ns, fit=fn), 1.0, data_dir)
+    got = (f"SSE + KL {r['rec'] + r['kl']:.1f}, active units {r['active']}, "
+           f"kNN {r['knn']:.3f} vs PCA-8 {r['pca_knn']:.3f}")
+    if not r["rec"] + r["kl"] <= L11_TARGETS["rec_plus_kl"]:
+        raise Wrong(f"SSE + KL should be at most {L11_TARGETS['rec_plus_kl']}; got {got}")
+    if not r["active"] >= L11_TARGETS["active_units"]:
+        raise Wrong(f"at least {L11_TARGETS['active_units']} active units expected; got {got}")
+    if not r["knn"] >= r["pca_knn"] - L11_TARGETS["knn_below_pca"]:
+        raise Wrong(f"the codes' kNN accuracy should be at least PCA-8's minus "
+                    f"{L11_TARGETS['knn_below_pca']}; got {got}")
+    print(f"    (targets reached: {got})")
+
+
 # ---- the runner ---------------------------------------------------------------------------
 
+def _is_literal(node):
+    try:
+        ast.literal_eval(node)
+        return True
+    except ValueError:
+        return False
+
+
 def load_functions(path):
-    """Run only the imports and top-level defs of ``path``; the namespace they fill.
+    """Run only the imports, literal constants and top-level defs of ``path``; the namespace they fill.
 
     A ``def`` that cannot be run alone (a default argument naming one of the
     lesson's variables) is left out; ``ns["__errors__"]`` says why.
@@ -377,7 +504,9 @@ def load_functions(path):
     tree = ast.parse(source, filename=str(path))
     ns = {"__name__": "lesson_under_check", "__file__": str(path), "__errors__": {}}
     for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
+        if isinstance(node, ast.Assign) and _is_literal(node.value):   # constants such as LATENT = 8
+            exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), ns)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
             exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), ns)
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             try:
@@ -428,7 +557,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m lessons.check", description=__doc__.split("\n\n")[0])
     p.add_argument("lesson", help="which lesson's checks, e.g. l03")
     p.add_argument("file", nargs="?", help="your file (default: the lesson itself, the solutions)")
+    p.add_argument("--threads", type=int, default=1, help="numba and BLAS threads (default 1, as the lessons)")
     args = p.parse_args(argv)
+    from tinyvae.threads import set_threads
+    set_threads(max(1, args.threads))
     try:
         path = args.file or find_lesson(args.lesson)
         print(f"checking {path} against lesson {args.lesson}'s checks")
