@@ -16,8 +16,8 @@
 # makes them again in about 33 minutes) — against the baselines every
 # model must beat: the mean image and PCA. A short run in the lesson only
 # shows what a step costs and what the first steps do. (`--full` fits the
-# baselines on all 50,000 training images and scores them on all 10,000
-# test images, as the study's models were scored.)
+# baselines on 10,000 training images and scores them on all 10,000 test
+# images, as the study's models were scored.)
 #
 # Exercise (lesson 1 says how): `pca_reconstruct`.
 #
@@ -62,7 +62,7 @@ t0 = time.perf_counter()
 x_train, y_train = load("cifar10", "train", data_dir)     # (50000, 32, 32, 3) uint8
 x_test, y_test = load("cifar10", "test", data_dir)        # (10000, 32, 32, 3)
 print(f"loaded {x_train.shape} and {x_test.shape} in {time.perf_counter() - t0:.1f} s")
-n_train, n_test = (len(x_train), len(x_test)) if args.full else (1000, 1000)
+n_train, n_test = (10000, len(x_test)) if args.full else (1000, 1000)   # PCA's SVD: n_train x 3072
 tr = np.sort(rng.choice(len(x_train), n_train, replace=False))
 te = np.sort(rng.choice(len(x_test), n_test, replace=False))
 data = {"train": (x_train[tr], y_train[tr]), "test": (x_test[te], y_test[te])}
