@@ -161,7 +161,7 @@ def _(fn, ns):
     for s in (1, 2):
         want = conv2d_forward(x[None], w, b, s)[0][0]
         expect_values(f"the output at stride {s}", fn(x, w, b, s), want,
-                      hint=f" (out[i, j, f] = b[f] + sum x[i*s + ki, j*s + kj, c] w[ki, kj, c, f])")
+                      hint=" (out[i, j, f] = b[f] + sum x[i*s + ki, j*s + kj, c] w[ki, kj, c, f])")
 
 
 @checks("l03", "conv2d_one_image_backward")
