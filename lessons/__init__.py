@@ -1,2 +1,3 @@
-"""The tinyvae course: ten runnable chapters, ``python -m lessons.l01_dense`` to
-``python -m lessons.l10_evaluating``. See lessons/README.md."""
+"""The tinyvae course: eleven runnable chapters, ``python -m lessons.l01_dense`` to
+``python -m lessons.l11_capstone``, with exercise copies (``lessons.exercises``)
+and a checker (``lessons.check``). See lessons/README.md."""

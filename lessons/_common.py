@@ -3,7 +3,11 @@
 * :func:`setup` reads the command line (``--out DIR``, ``--full``,
   ``--threads N``), picks the figure folder and pins the thread count;
 * :func:`savefig` writes one PNG there and says where;
-* :func:`need_data` finds the real data or exits with a clear message.
+* ``to_float`` (pixels / 255) is imported here for every lesson, so that
+  where it lives in the package is one line;
+* :func:`need_data` finds the real data (downloading it once if missing) or exits
+  with a clear message;
+  :func:`find_data` finds it or returns None.
 
 In a notebook (Jupyter, VS Code) the command line is the kernel's; unknown
 arguments are ignored, so the defaults apply.
@@ -23,6 +27,7 @@ import matplotlib.pyplot as plt             # noqa: E402  (after choosing the ba
 import numba                                # noqa: E402
 
 from tinyvae.threads import set_threads     # noqa: E402
+from tinyvae.data import to_float           # noqa: E402,F401  (the lessons import it from here: one place)
 
 OUT_ENV = "TINYVAE_LESSON_OUT"
 
@@ -64,14 +69,24 @@ def savefig(fig, out, name):
     return path
 
 
-def need_data(dataset):
-    """The data dir holding ``dataset``'s files, or exit(2) saying what is missing."""
+def _missing(dataset):
     from tinyvae import data
     root = data.resolve_data_dir()
-    missing = [root / rel for rel in data.OFFICIAL_URLS[dataset] if not (root / rel).is_file()]
-    if missing:
-        sys.exit(f"This lesson needs the real {dataset} data, and {root} does not have it "
-                 f"(missing: {', '.join(map(str, missing))}).\n"
-                 f"Set TINYVAE_DATA_DIR to a folder holding {dataset}/ "
-                 f"(or run: python -m tinyvae fetch {dataset}).")
-    return root
+    return root, [root / rel for rel in data.OFFICIAL_URLS[dataset] if not (root / rel).is_file()]
+
+
+def find_data(dataset):
+    """The data dir holding ``dataset``'s files, or None (for lessons that can do without)."""
+    root, missing = _missing(dataset)
+    return None if missing else root
+
+
+def need_data(dataset):
+    """The data dir holding ``dataset``'s files, downloaded once if missing; or exit(2) saying why."""
+    from tinyvae.download import ensure
+    from tinyvae.errors import TinyVAEError
+    try:
+        ensure([dataset], log=print)
+    except TinyVAEError as e:
+        sys.exit(f"This lesson needs the real {dataset} data.\n{e}")
+    return _missing(dataset)[0]

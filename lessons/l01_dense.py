@@ -19,8 +19,21 @@
 # check → the package's fast version.**
 #
 # Run it: `python -m lessons.l01_dense --out /tmp/l01`.
+#
+# **Your turn.** Every lesson marks the functions you should be able to write
+# with a `# exercise` line. `python -m lessons.exercises l01` writes a copy of
+# this lesson with their bodies replaced by `raise NotImplementedError`; fill
+# them in, run the copy, and `python -m lessons.check l01 tinyvae-exercises/l01_dense.py`
+# says, per function, whether it passed or what is wrong. Here: `dense_naive`
+# and `dense_backward_naive`.
 
 # %%
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).parent if "__file__" in globals() else pathlib.Path.cwd()
+sys.path.insert(0, str(HERE.resolve().parent))    # the repository root: runs from any folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -39,6 +52,7 @@ rng = np.random.default_rng(0)
 # rounding, a relative error around 1e-16.
 
 # %%
+# exercise
 def dense_naive(x, w, b):
     """out[n, m] = b[m] + sum_d x[n, d] * w[d, m], one entry at a time."""
     N, D = x.shape
@@ -76,8 +90,9 @@ assert err < 1e-12
 # Here are the sums as loops, then the package's three matrix lines.
 
 # %%
+# exercise
 def dense_backward_naive(dout, x, w):
-    """The three sums above, entry by entry."""
+    """The three sums above, entry by entry: dx (N, D), dw (D, M), db (M,)."""
     N, D = x.shape
     M = w.shape[1]
     dx, dw, db = np.zeros((N, D)), np.zeros((D, M)), np.zeros(M)
@@ -108,8 +123,10 @@ for name, mine, naive in zip(("dx", "dw", "db"), (dx, dw, db), dense_backward_na
 # $$\frac{\partial L}{\partial x_i} \approx \frac{L(x + h e_i) - L(x - h e_i)}{2h}$$
 #
 # has error `O(h²)` from truncation plus `O(ε·|L|/h)` from rounding (ε the
-# machine epsilon). We compare with the *relative* error
-# `max |a - b| / max(1e-8, |a| + |b|)`: in float64 with `h = 1e-5` a correct
+# machine epsilon). We compare with the *relative* error of each entry,
+# `|a_i - b_i| / max(1e-8, |a_i| + |b_i|)`, and report the largest over the
+# entries (`tinyvae.gradcheck.rel_error`; a ratio of two maxima would let a
+# wrong small entry hide behind a large one): in float64 with `h = 1e-5` a correct
 # backward gives **below 1e-7** (typically 1e-10); a wrong one gives 1e-2 to 1.
 #
 # First one entry by hand, then every entry with `tinyvae.gradcheck`.
@@ -132,9 +149,10 @@ for name, e in errs.items():
 assert max(errs.values()) < 1e-7
 
 # %% [markdown]
-# A wrong backward fails loudly. Forget the transpose's meaning and use
-# `dw = x.T @ dout / N` (a "mean" that is not in the loss): the check reports
-# a rel error near 0.6 — no doubt left.
+# A wrong backward fails loudly. Divide by the batch size as if the loss
+# were a mean over examples, `dw = x.T @ dout / N`, although `L` is a sum:
+# every entry is off by the factor `1/N = 1/4`, and the check reports a rel
+# error of `(1 - 1/4) / (1 + 1/4) = 0.6` — no doubt left.
 
 # %%
 wrong = check_gradient(loss, w, dw / N)

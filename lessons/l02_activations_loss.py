@@ -12,8 +12,15 @@
 # on: squared error summed over pixels and averaged over the batch.
 #
 # Run it: `python -m lessons.l02_activations_loss --out /tmp/l02`.
+# Exercises (lesson 1 says how): `sigmoid` and `sse`.
 
 # %%
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).parent if "__file__" in globals() else pathlib.Path.cwd()
+sys.path.insert(0, str(HERE.resolve().parent))    # the repository root: runs from any folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -75,10 +82,21 @@ try:
 except FloatingPointError as e:
     overflowed = True
     print(f"naive sigmoid in float32 at x = -100: FloatingPointError ({e})")
+
+
+# exercise
+def sigmoid(x):
+    """1 / (1 + exp(-x)) elementwise, without overflow; same shape and dtype as x."""
+    e = np.exp(-np.abs(x))                                # in (0, 1]: never overflows
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
 with np.errstate(over="raise"):
     s_big, _ = sigmoid_forward(big)                       # the package's: no overflow
-print("package sigmoid:", s_big, s_big.dtype)
+    s_mine = sigmoid(big)                                 # ours: no overflow either
+print("package sigmoid:", s_big, s_big.dtype, "; ours equal:", np.array_equal(s_mine, s_big))
 assert overflowed and np.all(np.isfinite(s_big)) and s_big.dtype == np.float32
+assert np.array_equal(s_mine, s_big) and s_mine.dtype == np.float32
 
 x = rng.standard_normal((4, 6))                           # (N, D)
 s, cache = sigmoid_forward(x)
@@ -117,18 +135,29 @@ savefig(fig, args.out, "l02_activations")
 # $$L = \frac{1}{N} \sum_n \sum_{i,j,c} (\hat x[n,i,j,c] - x[n,i,j,c])^2,
 #   \qquad \frac{\partial L}{\partial \hat x} = \frac{2}{N}(\hat x - x).$$
 #
-# *Summed* over pixels, *averaged* over the batch (as the study did). Why a
-# sum: with a Gaussian decoder `p(x|z) = N(x; x̂, σ² I)`,
+# *Summed* over pixels, *averaged* over the batch. (The study's code took the
+# mean over pixels; tinyvae sums on purpose, and lesson 10 shows what the
+# mean does to a VAE.) Why a sum: with a Gaussian decoder `p(x|z) = N(x; x̂, σ² I)`,
 # `-log p = Σ (x - x̂)² / (2σ²) + (D/2) log(2πσ²)`, and with `σ² = 1/2` that
 # is exactly the squared error plus the constant `(D/2) log π`. So the SSE is
 # a negative log-likelihood in nats, up to a constant; a per-pixel *mean*
 # would be a different model (lesson 10 shows what it does to a VAE).
 
 # %%
+# exercise
+def sse(xhat, x):
+    """Squared error summed over pixels, averaged over the batch: loss (float), dxhat like xhat."""
+    N = x.shape[0]
+    diff = xhat - x                                       # (N, H, W, C)
+    return float(np.sum(diff * diff)) / N, 2.0 * diff / N
+
+
 N, H, W, C = 3, 4, 4, 1
 xt = rng.random((N, H, W, C))                             # targets in [0, 1)
 xhat = rng.random((N, H, W, C))                           # reconstructions
 loss, dxhat = sse_loss(xhat, xt)
+mine, dmine = sse(xhat, xt)
+assert abs(mine - loss) < 1e-12 and rel_error(dmine, dxhat) < 1e-12
 loss_loop = sum(float((xhat[n] - xt[n]).ravel() @ (xhat[n] - xt[n]).ravel()) for n in range(N)) / N
 err = check_gradient(lambda: sse_loss(xhat, xt)[0], xhat, dxhat)
 print(f"sse: {loss:.6f} (loop over images {loss_loop:.6f}); gradient check {err:.1e}  (expect < 1e-7)")

@@ -13,8 +13,15 @@
 # finite-difference check there reports a failure although the code is right.
 #
 # Run it: `python -m lessons.l04_maxpool --out /tmp/l04`.
+# Exercises (lesson 1 says how): `maxpool_one_image` and `maxpool_one_image_backward`.
 
 # %%
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).parent if "__file__" in globals() else pathlib.Path.cwd()
+sys.path.insert(0, str(HERE.resolve().parent))    # the repository root: runs from any folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -35,6 +42,7 @@ rng = np.random.default_rng(0)
 # `int8` index `di * p + dj` per output.
 
 # %%
+# exercise
 def maxpool_one_image(x, p=2):
     """x : (H, W, C) -> out (H//p, W//p, C) and where[i, j, c] = (row, col) of the max."""
     H, W, C = x.shape
@@ -50,6 +58,7 @@ def maxpool_one_image(x, p=2):
     return out, where
 
 
+# exercise
 def maxpool_one_image_backward(dout, where, x_shape):
     """Send dout[i, j, c] to the input pixel that won window (i, j)."""
     dx = np.zeros(x_shape)                                # (H, W, C)

@@ -11,8 +11,15 @@
 # * **nearest-neighbour upsampling**: every pixel becomes a 2x2 block.
 #
 # Run it: `python -m lessons.l05_transposed_conv --out /tmp/l05`.
+# Exercise (lesson 1 says how): `conv_transpose_one_image`.
 
 # %%
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).parent if "__file__" in globals() else pathlib.Path.cwd()
+sys.path.insert(0, str(HERE.resolve().parent))    # the repository root: runs from any folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -92,6 +99,7 @@ for H, s, pad in ((8, 1, "valid"), (8, 2, "same"), (7, 2, "valid"), (9, 2, "same
 # the transposed conv of `dout`**, and the other way round.
 
 # %%
+# exercise
 def conv_transpose_one_image(y, w, s=1):
     """'valid': y (H, W, F) -> ((H-1)s + KH, (W-1)s + KW, C), painting w @ y[i, j] per pixel."""
     KH, KW, C, F = w.shape
@@ -106,7 +114,7 @@ y = rng.standard_normal((2, 5, 5, 4))                     # (N, H, W, F)
 w = rng.standard_normal((3, 3, 2, 4))                     # (KH, KW, C, F): 4 -> 2 channels
 b = rng.standard_normal(2)                                # (C,)
 for s in (1, 2):
-    out, cache = conv_transpose2d_forward(y, w, b, s)     # (N, 11 or 13, ..., C)
+    out, cache = conv_transpose2d_forward(y, w, b, s)     # (N, 7, 7, C) at stride 1, (N, 11, 11, C) at 2
     loop = np.stack([conv_transpose_one_image(yn, w, s) for yn in y]) + b
     print(f"stride {s}: 5x5 -> {out.shape[1]}x{out.shape[2]}; layer vs our loop "
           f"{rel_error(out, loop):.1e}, vs reference {rel_error(out, conv_transpose2d_naive(y, w, b, s)):.1e}")
@@ -184,7 +192,9 @@ assert rel_error(two_steps, fused) < 1e-12
 # all do: for `H = 4h + 8` the encoder computes `H - 2 = 4h + 6`, halves it
 # exactly to `2h + 3`, subtracts 2 to get the odd `2h + 1`, and the second
 # pooling rounds that down to `h`. Other sizes do not round-trip, and the
-# package refuses them.
+# package refuses them. (Its message names the two datasets' shapes, but
+# the model builds for any multiple of 4 from 12 up, with any channel
+# count: 24x24, 36x36x3 and 32x32x1 all build below.)
 
 # %%
 SPATIAL = (L.Conv2D, L.MaxPool2D, L.Reshape, L.Upsample2D, L.ConvTranspose2D)
@@ -224,6 +234,10 @@ try:
     raise AssertionError("a 30x30 image should not fit the simple VAE")
 except ConfigError as e:
     print(f"VAE for 30x30 images: ConfigError: {e}")
+for shape in ((24, 24, 1), (36, 36, 3), (32, 32, 1)):
+    m = VAE("simple", shape, rng)
+    assert m.decode(np.zeros((1, 2), np.float32)).shape == (1, *shape)
+    print(f"VAE for {shape} images: builds, decodes to {shape}")
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.5))

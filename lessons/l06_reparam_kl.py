@@ -8,8 +8,15 @@
 # closed form — and a bug that every gradient check misses.
 #
 # Run it: `python -m lessons.l06_reparam_kl --out /tmp/l06`.
+# Exercises (lesson 1 says how): `reparameterize`, `reparam_grads` and `kl_divergence`.
 
 # %%
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).parent if "__file__" in globals() else pathlib.Path.cwd()
+sys.path.insert(0, str(HERE.resolve().parent))    # the repository root: runs from any folder
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -36,6 +43,18 @@ n_mc = 400_000 if args.full else 100_000                  # Monte Carlo samples
 # function and the finite-difference check holds `ε` fixed (expect < 1e-7).
 
 # %%
+# exercise
+def reparameterize(mu, logvar, eps):
+    """z = mu + sigma * eps with sigma = exp(logvar / 2): (N, L) three times -> (N, L)."""
+    return mu + np.exp(0.5 * logvar) * eps
+
+
+# exercise
+def reparam_grads(dz, logvar, eps):
+    """dz (N, L) -> dmu, dlogvar (N, L): dz/dmu = 1, dz/dlogvar = sigma * eps / 2."""
+    return dz, dz * 0.5 * np.exp(0.5 * logvar) * eps
+
+
 N, Ld = 4, 3
 mu = rng.standard_normal((N, Ld))                         # (N, L)
 logvar = rng.standard_normal((N, Ld))                     # (N, L)
@@ -43,6 +62,8 @@ eps = rng.standard_normal((N, Ld))                        # (N, L) drawn once, h
 z, cache = reparam_forward(mu, logvar, eps)               # (N, L)
 dz = rng.standard_normal(z.shape)
 dmu, dlogvar = reparam_backward(dz, cache)
+assert rel_error(reparameterize(mu, logvar, eps), z) < 1e-15   # ours and the package's agree
+assert max(rel_error(a, b) for a, b in zip(reparam_grads(dz, logvar, eps), (dmu, dlogvar))) < 1e-15
 f = lambda: float(np.sum(reparam_forward(mu, logvar, eps)[0] * dz))   # noqa: E731
 errs = [check_gradient(f, mu, dmu), check_gradient(f, logvar, dlogvar)]
 print(f"reparam gradient check: dmu {errs[0]:.1e}, dlogvar {errs[1]:.1e}  (expect < 1e-7)")
@@ -102,7 +123,18 @@ def log_normal(z, mean, var):
     return -0.5 * np.log(2 * np.pi * var) - (z - mean) ** 2 / (2 * var)
 
 
+# exercise
+def kl_divergence(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over dims, averaged over the batch; and dmu, dlogvar."""
+    N = mu.shape[0]
+    var = np.exp(logvar)                                  # (N, L)
+    kl = 0.5 * float(np.sum(mu * mu + var - 1.0 - logvar)) / N
+    return kl, mu / N, 0.5 * (var - 1.0) / N
+
+
 closed, dmu_kl, dlogvar_kl = kl_loss(mu, logvar)          # summed over dims, mean over batch
+mine = kl_divergence(mu, logvar)
+assert abs(mine[0] - closed) < 1e-12 and rel_error(mine[1], dmu_kl) < 1e-12 and rel_error(mine[2], dlogvar_kl) < 1e-12
 assert abs(closed - kl_per_dim(mu, logvar).sum()) < 1e-12
 var = np.exp(logvar)
 zs = mu + np.sqrt(var) * rng.standard_normal((n_mc, N, Ld))          # (n_mc, N, L) z ~ q
@@ -163,8 +195,56 @@ print(f"KL per dim the loss reports {kl_said.round(3)}, KL of what the buggy sam
       f"{kl_bad.round(3)}")
 assert np.all(np.abs(kl_bad - kl_said) > 0.1)
 
+# %% [markdown]
+# ## 5. What the ELBO leaves out: log p(x) = ELBO + KL(q(z|x) || p(z|x))
+#
+# The inequality of section 2 has an exact form. Write
+# `p(x|z) p(z) = p(z|x) p(x)` inside the ELBO:
+#
+# $$\text{ELBO}(q) = \mathbb{E}_q\Big[\log \frac{p(z|x)\,p(x)}{q(z|x)}\Big]
+#   = \log p(x) - \mathrm{KL}\big(q(z|x)\,\|\,p(z|x)\big)$$
+#
+# so the gap between the ELBO and `log p(x)` is exactly how far `q` is from
+# the true posterior, and the ELBO equals `log p(x)` only when `q` *is* the
+# posterior. A model small enough to do by hand shows it: one latent
+# number, `p(z) = N(0, 1)`, `p(x|z) = N(w z + b, s²)`. Then
+# `p(x) = N(b, w² + s²)`, the posterior is `N(m, v)` with
+# `v = 1 / (1 + w²/s²)` and `m = v w (x − b) / s²`, and every term has a
+# closed form. We move `q = N(μ, σ²)` around and check the identity to
+# rounding; at `q = p(z|x)` the gap closes. (Lesson 10 measures the same
+# gap for a trained VAE, where `log p(x)` has no closed form, with an
+# importance-weighted estimate.)
+
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+w_lin, b_lin, s_lin, x_obs = 1.5, 0.2, 0.5, 1.3           # the model and one observation
+log_px = log_normal(x_obs, b_lin, w_lin ** 2 + s_lin ** 2)
+v_post = 1 / (1 + w_lin ** 2 / s_lin ** 2)
+m_post = v_post * w_lin * (x_obs - b_lin) / s_lin ** 2
+
+
+def elbo_1d(m, var):
+    """E_q log p(x|z) - KL(q || p(z)) for q = N(m, var), in closed form."""
+    rec = -0.5 * np.log(2 * np.pi * s_lin ** 2) - ((x_obs - w_lin * m - b_lin) ** 2 + w_lin ** 2 * var) / (2 * s_lin ** 2)
+    return rec - 0.5 * (m * m + var - 1 - np.log(var))
+
+
+def kl_to_posterior(m, var):
+    """KL(N(m, var) || N(m_post, v_post))."""
+    return 0.5 * (np.log(v_post / var) + (var + (m - m_post) ** 2) / v_post - 1)
+
+
+print(f"log p(x) = {log_px:.6f}; posterior N({m_post:.4f}, {v_post:.4f})")
+print("      q           ELBO    KL(q || p(z|x))   ELBO + KL")
+for m, var in ((0.0, 1.0), (0.5, 0.3), (m_post, 2 * v_post), (m_post, v_post)):
+    e, k = elbo_1d(m, var), kl_to_posterior(m, var)
+    print(f"N({m:.3f}, {var:.3f})  {e:9.5f}  {k:12.5f}  {e + k:12.6f}")
+    assert abs(e + k - log_px) < 1e-12
+assert abs(elbo_1d(m_post, v_post) - log_px) < 1e-12     # q = the posterior: no gap
+ms = np.linspace(m_post - 1.5, m_post + 1.5, 121)
+elbo_curve = elbo_1d(ms, v_post)                          # q's mean moved, its variance the posterior's
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), layout="constrained")
 grid = np.linspace(-12, 12, 600)
 ax = axes[0]
 ax.hist(good[:, 0], bins=120, density=True, alpha=0.5, label="package: std = exp(½ logvar)")
@@ -182,6 +262,15 @@ ax.set_xlabel("samples")
 ax.set_ylabel("KL (nats, summed over dims)")
 ax.set_title("the closed-form KL, checked by sampling")
 ax.legend(fontsize=8)
+ax = axes[2]
+ax.plot(ms, np.full_like(ms, log_px), "k--", label="log p(x)")
+ax.plot(ms, elbo_curve, label="ELBO(q), q = N(μ, v_post)")
+ax.fill_between(ms, elbo_curve, log_px, alpha=0.2, label="gap = KL(q || p(z|x))")
+ax.axvline(m_post, color="gray", ls=":", lw=1)
+ax.set_xlabel("μ, the mean of q")
+ax.set_ylabel("nats")
+ax.set_title("log p(x) = ELBO + KL(q || posterior)")
+ax.legend(fontsize=8)
 savefig(fig, args.out, "l06_reparam_and_kl")
 
 # %% [markdown]
@@ -190,6 +279,8 @@ savefig(fig, args.out, "l06_reparam_and_kl")
 # * `z = μ + exp(½ logvar) ε`, with `ε` drawn outside the layer;
 # * loss = reconstruction (a Gaussian NLL up to a constant) + KL = −ELBO + const;
 # * `KL = ½ Σ (μ² + σ² − 1 − log σ²)`; check closed forms against sampling;
+# * `log p(x) = ELBO + KL(q(z|x) || p(z|x))`: the ELBO is tight only when `q`
+#   is the true posterior;
 # * a gradient check cannot catch a wrong *model*; check sample statistics.
 #
 # Next: lesson 7, the optimizer.

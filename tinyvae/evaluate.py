@@ -31,8 +31,8 @@ import numpy as np
 from .checkpoint import HISTORY_KEYS
 from .data import PIXEL_SCALE, to_float
 from .errors import ConfigError
-from .layers import reparam_forward
-from .losses import kl_per_dim as _kl_per_dim, kl_per_image
+from .layers import Sigmoid, reparam_forward
+from .losses import bce_with_logits, kl_per_dim as _kl_per_dim, kl_per_image
 
 ACTIVE_THRESHOLD = 0.01
 DECODER_VARIANCE = 0.5
@@ -224,3 +224,105 @@ def bits_per_dim(nats, n_dims, scale=PIXEL_SCALE):
     if n_dims < 1:
         raise ConfigError(f"n_dims must be >= 1, got {n_dims}")
     return (nats + n_dims * np.log(scale)) / (n_dims * np.log(2.0))
+
+
+# --------------------------------------------------------------------------
+# importance-weighted estimate of log p(x) (the IWAE bound)
+# --------------------------------------------------------------------------
+
+LIKELIHOODS = ("gaussian", "bernoulli")
+
+
+def log_mean_exp(a, axis=0):
+    """``log(mean(exp(a), axis))`` in float64 without overflow (shift by the max)."""
+    a = np.asarray(a, dtype=np.float64)
+    m = np.max(a, axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.mean(np.exp(a - m), axis=axis))
+
+
+def importance_weighted_log_px(encode, log_likelihood, x, k, rng):
+    """Per-example importance-weighted lower bound on ``log p(x)`` (Burda et al., 2016).
+
+    ``log (1/k) sum_j p(x | z_j) p(z_j) / q(z_j | x)`` with ``z_j ~ q(z | x) =
+    N(mu, exp(logvar))`` and ``p(z) = N(0, I)``, in float64. Its expectation
+    rises with ``k`` towards ``log p(x)``; ``k = 1`` is the one-sample ELBO
+    (with the KL sampled instead of in closed form).
+
+    Parameters
+    ----------
+    encode : callable, x -> (mu, logvar), each (N, L)
+    log_likelihood : callable, (x, z) -> (N,) ``log p(x | z)`` in nats, z (N, L) float64
+    x : (N, ...) whatever the two callables take
+    k : int >= 1, samples per example
+    rng : numpy Generator for the samples
+
+    Returns
+    -------
+    (N,) float64, nats
+    """
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"k must be an integer >= 1, got {k!r}")
+    mu, logvar = (np.asarray(a, dtype=np.float64) for a in encode(x))   # (N, L) twice
+    log_w = np.empty((k, len(mu)))                          # (k, N)
+    for j in range(k):
+        eps = rng.standard_normal(mu.shape)                 # (N, L)
+        z, _ = reparam_forward(mu, logvar, eps)             # (N, L)
+        log_q = -0.5 * np.sum(eps * eps + np.log(2 * np.pi) + logvar, axis=1)   # (N,)
+        log_prior = -0.5 * np.sum(z * z + np.log(2 * np.pi), axis=1)            # (N,)
+        log_w[j] = log_likelihood(x, z) + log_prior - log_q
+    return log_mean_exp(log_w, axis=0)                      # (N,)
+
+
+def decoder_log_likelihood(model, likelihood="gaussian", variance=DECODER_VARIANCE):
+    """``log p(x | z)`` of a VAE's decoder as a function ``(x, z) -> (N,)`` nats.
+
+    ``"gaussian"``: ``N(x; decode(z), variance I)``, the density the squared
+    error implies (as :func:`negative_elbo_terms`). ``"bernoulli"``: pixels
+    are Bernoulli with logits the decoder's output before its final Sigmoid
+    layer (:func:`tinyvae.losses.bce_with_logits`). ``x`` : (N, H, W, C) floats in [0, 1].
+    """
+    if likelihood not in LIKELIHOODS:
+        raise ConfigError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
+    if not isinstance(model.decoder[-1], Sigmoid):
+        raise ConfigError("the decoder must end in a Sigmoid layer")
+    d = int(np.prod(model.image_shape))
+
+    def gaussian(x, z):
+        diff = (model.decode(z) - x).reshape(len(x), -1).astype(np.float64)   # (N, D)
+        return -np.einsum("nd,nd->n", diff, diff) / (2 * variance) - gaussian_nll_const(d, variance)
+
+    def bernoulli(x, z):
+        h = z.astype(model.dtype)                           # (N, L)
+        for layer in model.decoder[:-1]:
+            h = layer.forward(h)                            # -> logits (N, H, W, C)
+        return -bce_with_logits(h, x)
+
+    return gaussian if likelihood == "gaussian" else bernoulli
+
+
+def iwae_log_px(model, images, k, seed, likelihood="gaussian", batch_size=100,
+                variance=DECODER_VARIANCE):
+    """Mean importance-weighted estimate of ``log p(x)`` per image, and its standard error.
+
+    Parameters
+    ----------
+    model : tinyvae.models.VAE
+    images : (N, H, W, C) uint8; the density is over ``x = pixels / 255``
+        (like ``nelbo`` of :func:`negative_elbo_terms`, not dequantized)
+    k : samples from ``q(z | x)`` per image (1: the ELBO; ~100: a much tighter bound)
+    seed : int or numpy.random.SeedSequence for the samples
+    likelihood : "gaussian" (fixed ``variance``) or "bernoulli" (see :func:`decoder_log_likelihood`)
+    batch_size : images per pass
+
+    Returns
+    -------
+    (mean, standard error of the mean over images), nats
+    """
+    log_lik = decoder_log_likelihood(model, likelihood, variance)
+    rng = np.random.default_rng(seed)
+    per_image = np.concatenate([
+        importance_weighted_log_px(model.encode, log_lik, to_float(images[i:i + batch_size], model.dtype),
+                                   k, rng)
+        for i in range(0, len(images), batch_size)])        # (N,)
+    se = per_image.std(ddof=1) / np.sqrt(len(per_image)) if len(per_image) > 1 else float("nan")
+    return float(per_image.mean()), float(se)
