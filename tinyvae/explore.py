@@ -30,9 +30,9 @@ import math
 import os
 import struct
 import sys
-import threading
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
@@ -42,6 +42,7 @@ import numpy as np
 from .archs import image_shape_of
 from .data import CLASS_NAMES, load
 from .errors import CheckpointError, ConfigError
+from .threads import set_threads
 
 MAX_CODES = 64            # codes per /api/decode request
 PAD = 0.05                # the scatter's axes reach this fraction beyond the means
@@ -192,12 +193,24 @@ class BadRequest(Exception):
 
 
 class Explorer:
-    """The server's state: the run, its page and run data, a lock around the model, decode times."""
+    """The server's state: the run, its page and run data, the decoding thread, decode times.
+
+    The model runs on one long-lived thread, pinned to one numba and BLAS thread: its layers
+    keep caches, a fresh request thread would start a fresh numba thread pool, and one image
+    is too small to share between cores.
+    """
 
     def __init__(self, run):
-        self.run, self.lock, self.decode_ms = run, threading.Lock(), []
+        self.run, self.decode_ms = run, []
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="decode", initializer=set_threads, initargs=(1,))
         self.page = page({"mode": "server"}).encode("utf-8")
         self.info = json.dumps(run_info(run.config, run.labels, run.mu)).encode("utf-8")
+
+    def _decode(self, z):
+        t0 = time.perf_counter()
+        images = to_uint8(self.run.model.decode(z))                              # (K, H, W, C)
+        self.decode_ms.append((time.perf_counter() - t0) * 1e3)
+        return images, self.decode_ms[-1]
 
     def decode(self, query):
         zs = query.get("z", [])
@@ -210,11 +223,7 @@ class Explorer:
             raise BadRequest(400, "z must be comma-separated numbers") from None
         if z.shape != (len(zs), L) or not np.all(np.isfinite(z)):
             raise BadRequest(400, f"each z must hold {L} finite numbers (this run's latent size)")
-        with self.lock:                          # the layers keep caches: one pass at a time
-            t0 = time.perf_counter()
-            images = to_uint8(self.run.model.decode(z))                          # (K, H, W, C)
-            ms = (time.perf_counter() - t0) * 1e3
-            self.decode_ms.append(ms)
+        images, ms = self.worker.submit(self._decode, z).result()
         return {"images": [b64(im) for im in images], "decode_ms": ms}
 
     def image(self, query):
@@ -324,7 +333,7 @@ def run(args):
         print(f"wrote {args.html} ({size / 1e6:.2f} MB): {name}, {len(r.mu)} test images")
         return 0
     server = make_server(r, args.host, args.port)
-    r.model.decode(r.mu[:1])                     # compile (or load) the kernels before the first visit
+    server.explorer.worker.submit(r.model.decode, r.mu[:1]).result()   # load the kernels before a visit
     host, port = server.server_address[:2]
     print(f"serving {name} ({r.mu.shape[1]}-D latent, {len(r.mu)} test images) at "
           f"http://{host}:{port}/ ; Ctrl-C stops", flush=True)
