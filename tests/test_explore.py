@@ -25,7 +25,8 @@ import pytest
 from conftest import _in_ci
 from synthetic import write_mnist_dir
 from tinyvae import checkpoint as ckpt
-from tinyvae.explore import load_run, to_uint8
+from tinyvae.explore import load_run, write_static_page
+from tinyvae.models import VAE
 from tinyvae.train import TrainConfig, load_data, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -263,13 +264,8 @@ def test_highdim_page_holds_the_other_directions_at_the_chosen_code(browser, ser
     context.close()
 
 
-def test_static_page_works_from_file_with_the_network_off(browser, runs, loaded, tmp_path):
-    dirs, data_dir = runs
-    r, shape = loaded["simple"], loaded["simple"].images.shape[1:]
-    html = tmp_path / "explore.html"
-    rc, out, err = explore_run(dirs["simple"], "--html", html, "--grid", "16", "--data-dir", data_dir)
-    assert rc == 0 and "wrote" in out, err
-
+def check_static_page(browser, html, model, mu):
+    """Open ``html`` from file:// offline; check points, pointer and click against ``model``'s grid."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
     requested, blocked = [], []
     context.on("request", lambda req: requested.append(req.url))
@@ -278,28 +274,51 @@ def test_static_page_works_from_file_with_the_network_off(browser, runs, loaded,
     page.goto(html.as_uri())
     page.wait_for_function("window.explorer && (explorer.state.ready || explorer.state.error)")
     assert page.evaluate("explorer.state.error") is None
-    assert page.evaluate("explorer.pointCount()") == N_TEST
+    assert page.evaluate("explorer.pointCount()") == len(mu)
 
     g = page.evaluate("explorer.run().grid")
     lo, hi, n = np.array(g["lo"]), np.array(g["hi"]), g["n"]
-    assert n == 16
+    step = (hi - lo) / n
+
+    def grid_point(z):                                                      # the point the page shows
+        return lo + (np.clip(np.floor((z - lo) / step), 0, n - 1) + 0.5) * step
+
     box = page.locator("#scatter").bounding_box()
     z, z_shown = hover(page, round(box["x"] + 0.35 * box["width"]), round(box["y"] + 0.55 * box["height"]))
-    cell = np.clip(np.floor((z - lo) / (hi - lo) * n), 0, n - 1)
-    centre = lo + (cell + 0.5) * (hi - lo) / n                             # the grid point the page shows
-    assert np.allclose(z_shown, centre, rtol=0, atol=1e-12)
-    assert_decodes(shown(page, "hover", shape), r.model, centre, not_z=centre + (hi - lo) / n * [1, 0])
+    assert np.allclose(z_shown, grid_point(z), rtol=0, atol=1e-12)
+    assert_decodes(shown(page, "hover", model.image_shape), model, z_shown, not_z=z_shown + step * [1, 0])
 
-    k, (x, y) = separate_point(page, r.mu)
+    k, (x, y) = separate_point(page, mu)
     page.mouse.click(x, y)
     settle(page)
     assert page.evaluate("explorer.state.selected") == k
-    cell = np.clip(np.floor((r.mu[k] - lo) / (hi - lo) * n), 0, n - 1)
-    centre = lo + (cell + 0.5) * (hi - lo) / n
-    assert_decodes(shown(page, "recon", shape), r.model, centre, not_z=centre + (hi - lo) / n * [0, 1])
+    centre = grid_point(mu[k])
+    assert_decodes(shown(page, "recon", model.image_shape), model, centre, not_z=centre + step * [0, 1])
 
     assert blocked == [] and all(u.startswith(("file:", "data:")) for u in requested), requested
     context.close()
+    return n
+
+
+def test_static_page_works_from_file_with_the_network_off(browser, runs, loaded, tmp_path):
+    dirs, data_dir = runs
+    html = tmp_path / "explore.html"
+    rc, out, err = explore_run(dirs["simple"], "--html", html, "--grid", "16", "--data-dir", data_dir)
+    assert rc == 0 and "wrote" in out, err
+    assert check_static_page(browser, html, loaded["simple"].model, loaded["simple"].mu) == 16
+
+
+def test_static_page_of_a_colour_model(browser, tmp_path):
+    """RGB tiles: an untrained CIFAR-shaped model's page, written in-process."""
+    rng = np.random.default_rng(1)
+    model = VAE("simple", (32, 32, 3), rng)
+    for k in ("dec0_dense.w", "dec0_dense.b"):
+        model.params[k] *= np.float32(SHARPEN["highdim"])
+    mu = rng.standard_normal((40, 2)).astype(np.float32)                   # (N, 2)
+    html = tmp_path / "colour.html"
+    config = {"model": "simple", "dataset": "cifar10", "epochs": 1, "seed": 0}
+    write_static_page(html, model, config, rng.integers(0, 10, 40), mu, n=12)
+    assert check_static_page(browser, html, model, mu) == 12
 
 
 def one_line_error(rc, out, err, *words):
