@@ -33,6 +33,7 @@ import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
@@ -49,13 +50,16 @@ PAD = 0.05                # the scatter's axes reach this fraction beyond the me
 GRID_BYTES = 4_500_000    # default static grid: at most this many decoded pixel bytes
 
 
+@dataclass
 class Run:
     """A finished run: ``model`` (VAE), ``config`` (dict), its test ``images`` (N, H, W, C)
     uint8 and ``labels`` (N,), and their latent ``mu`` and ``logvar`` (N, L)."""
-
-    def __init__(self, model, config, images, labels, mu, logvar):
-        self.model, self.config, self.images, self.labels = model, config, images, labels
-        self.mu, self.logvar = mu, logvar
+    model: object
+    config: dict
+    images: np.ndarray
+    labels: np.ndarray
+    mu: np.ndarray
+    logvar: np.ndarray
 
 
 def load_run(run_dir, data_dir=None):
