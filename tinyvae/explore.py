@@ -47,7 +47,7 @@ from .threads import set_threads
 
 MAX_CODES = 64            # codes per /api/decode request
 PAD = 0.05                # the scatter's axes reach this fraction beyond the means
-GRID_BYTES = 4_500_000    # default static grid: at most this many decoded pixel bytes
+GRID_BYTES = 3_500_000    # default static grid: at most this many decoded pixel bytes
 
 
 @dataclass
@@ -320,7 +320,7 @@ def add_parser(subparsers):
     e.add_argument("--html", metavar="FILE", default=None,
                    help="write a self-contained static page to FILE instead of serving (2-D runs)")
     e.add_argument("--grid", type=int, default=None,
-                   help="the static page's decodes per axis (default: as many as ~4.5 MB of pixels allow)")
+                   help="the static page's decodes per axis (default: as many as 3.5 MB of pixels allow)")
     e.add_argument("--data-dir", default=None, help="folder with mnist/ and cifar10/ (default as for train)")
 
 
