@@ -24,11 +24,13 @@ import os
 import resource
 import sys
 import time
+from dataclasses import asdict
 from statistics import NormalDist
 
 import numpy as np
 
 from tinyvae import evaluate as ev
+from tinyvae import explore
 from tinyvae import probes as pr
 from tinyvae.study import figures, report
 from tinyvae.cli import add_train_args, positive_int
@@ -300,7 +302,7 @@ def evaluate_runs(args, runs, run_dirs, todo, trained):
         say(f"loading {ds}")
         full[ds] = {split: load(ds, split, args.data_dir) for split in ("train", "test")}
 
-    metrics, arrays, pcas = {}, {}, {}
+    metrics, arrays, pcas, explorers = {}, {}, {}, {}
     for i, (r, cfg) in enumerate(runs.items(), 1):
         data = select_subsets(full[cfg.dataset], cfg)
         n_tr, n_te = len(data["train"][0]), len(data["test"][0])
@@ -323,6 +325,11 @@ def evaluate_runs(args, runs, run_dirs, todo, trained):
         say(f"  test rec {m['test_rec']:.2f}, kl {m['test_kl']:.2f}, -ELBO {m['nelbo_nats']:.1f} nats, "
             f"{m['bits_per_dim']:.3f} bits/dim, kNN acc {m['knn_accuracy']:.3f} "
             f"(PCA {m['pca_knn_accuracy']:.3f}), active units {m['active_units']}/{m['latent']}")
+        if arrays[r]["mu"] is not None:                   # 2-D: a static explorer page beside REPORT.md
+            explorers[r] = f"explore_{r}.html"
+            size = explore.write_static_page(os.path.join(args.out, explorers[r]), result.model, asdict(cfg),
+                                             data["test"][1], arrays[r]["mu"])
+            say(f"  wrote {explorers[r]} ({size / 1e6:.2f} MB)")
         del result
 
     labels = {r: arrays[r]["labels"] for r in runs}
@@ -338,7 +345,7 @@ def evaluate_runs(args, runs, run_dirs, todo, trained):
     }
     fig_dir = os.path.join(args.out, "figures")
     fig_paths = draw_figures(fig_dir, full, runs, arrays, metrics)
-    return full, metrics, arrays, comparisons, fig_paths
+    return full, metrics, arrays, comparisons, fig_paths, explorers
 
 
 
@@ -378,7 +385,7 @@ def run_study(args):
         trained, peak_all = set(order), res["peak_rss_all_mib"]
 
     with thread_limit(local):
-        full, metrics, arrays, comparisons, fig_paths = evaluate_runs(args, runs, run_dirs, todo, trained)
+        full, metrics, arrays, comparisons, fig_paths, explorers = evaluate_runs(args, runs, run_dirs, todo, trained)
 
     cfg0 = next(iter(runs.values()))
     study = {
@@ -404,7 +411,7 @@ def run_study(args):
     say(f"wrote {path}")
     report_path = os.path.join(out, "REPORT.md")
     with open(report_path + ".tmp", "w") as f:
-        f.write(report.render(summary, fig_paths))
+        f.write(report.render(summary, fig_paths, explorers))
     os.replace(report_path + ".tmp", report_path)
     say(f"wrote {report_path}")
     for c in summary["claims"].values():

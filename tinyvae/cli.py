@@ -10,6 +10,7 @@ import json
 import shlex
 import sys
 
+from . import explore
 from .errors import ConfigError, Interrupted, TinyVAEError
 from .threads import default_threads, thread_limit
 from .archs import ARCHS, BACKENDS, IMAGE_SHAPES
@@ -100,6 +101,7 @@ def build_parser():
     b = sub.add_parser("bench", help="time full training steps (see benchmarks/bench_step.py)",
                        add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own flags")
+    explore.add_parser(sub)
     return parser
 
 
@@ -168,7 +170,8 @@ def resume_command(argv):
     return shlex.join([sys.executable, "-m", "tinyvae"] + argv)
 
 
-COMMANDS = {"train": cmd_train, "summary": cmd_summary, "fetch": cmd_fetch, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "summary": cmd_summary, "fetch": cmd_fetch, "bench": cmd_bench,
+            "explore": explore.run}
 
 
 def main(argv=None):

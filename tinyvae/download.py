@@ -223,10 +223,10 @@ def ensure(datasets: Sequence[str], data_dir: str | os.PathLike | None = None, *
     missing = missing_files(datasets, root)
     if not missing:
         return []
-    if os.environ.get(NO_DOWNLOAD_ENV) == "1":
-        raise missing_data_error(missing, root, why=f" (downloads are off: {NO_DOWNLOAD_ENV}=1)")
     if not download:
         raise missing_data_error(missing, root, why=" (downloads are off: --no-download)")
+    if os.environ.get(NO_DOWNLOAD_ENV) == "1":
+        raise missing_data_error(missing, root, why=f" (downloads are off: {NO_DOWNLOAD_ENV}=1)")
     written = []
     for dataset in missing:
         if log is not None:

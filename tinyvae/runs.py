@@ -12,9 +12,17 @@ temporaries such a run left behind.
 import json
 import os
 import tempfile
+from dataclasses import dataclass
+
+import numpy as np
 
 from . import checkpoint as ckpt
-from .errors import ConfigError
+from .archs import image_shape_of
+from .config import TrainConfig, select_subsets
+from .data import load
+from .errors import CheckpointError, ConfigError
+from .evaluate import encode_all
+from .models import VAE
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
@@ -75,3 +83,50 @@ def write_metrics(out_dir, metrics):
         ckpt.save_text(path, json.dumps(metrics, indent=2) + "\n")
     except OSError as e:
         raise ConfigError(f"cannot write {path} ({e.strerror or e})") from None
+
+
+# --------------------------------------------------------------------------
+# a finished run, read back
+# --------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """A finished run: ``model`` (VAE), ``config`` (dict), its test ``images`` (N, H, W, C)
+    uint8 and ``labels`` (N,), and their latent ``mu`` and ``logvar`` (N, L)."""
+    model: object
+    config: dict
+    images: np.ndarray
+    labels: np.ndarray
+    mu: np.ndarray
+    logvar: np.ndarray
+
+
+def load_run(run_dir, data_dir=None):
+    """The finished run in ``run_dir`` with the test images it was evaluated on.
+
+    Raises CheckpointError for a folder without a finished checkpoint, DataError
+    when the dataset is missing.
+    """
+    path = os.path.join(run_dir, CHECKPOINT)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{run_dir} holds no {CHECKPOINT}; train a run into it first "
+                              f"(python -m tinyvae train --out {run_dir})")
+    arrays = ckpt.load_arrays(path)
+    config = ckpt.read_config(arrays, path)
+    try:
+        cfg = TrainConfig(**config).validate()
+    except (TypeError, ConfigError) as e:
+        raise CheckpointError(f"{path}: its configuration is not one tinyvae wrote ({e})") from None
+    done = arrays.get("state/done")
+    if done is None or done.shape != () or int(done) != 1:
+        raise CheckpointError(f"{path} is from an unfinished run; finish it first "
+                              f"(python -m tinyvae train ... --out {run_dir} --resume)")
+    model = VAE(cfg.model, image_shape_of(cfg.dataset), np.random.default_rng(0))
+    for k, v in ckpt.check_params(arrays, model.params, path).items():
+        model.params[k][...] = v
+    test = load(cfg.dataset, "test", data_dir)
+    train = load(cfg.dataset, "train", data_dir) if cfg.test_subset and cfg.train_subset \
+        else (test[0][:0], test[1][:0])          # the train draw comes first only when there is one
+    images, labels = select_subsets({"train": train, "test": test}, cfg)["test"]  # the run's draw
+    mu, logvar = encode_all(model, images)                                       # (N, L) twice
+    return Run(model, config, images, labels, mu, logvar)

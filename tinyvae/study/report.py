@@ -233,13 +233,14 @@ def _jobs_text(st):
     return f"one run after another in the study process, {th} (`--jobs 1`)"
 
 
-def render(summary, figure_paths):
+def render(summary, figure_paths, explorer_paths=None):
     """The whole REPORT.md text.
 
     Parameters
     ----------
     summary : the metrics.json structure, with ``claims`` (see :func:`judge_claims`)
     figure_paths : {figure key: path relative to REPORT.md}, keys as in ``FIGURE_CAPTIONS``
+    explorer_paths : {run name: path of its static explorer page relative to REPORT.md}
     """
     st, runs, claims = summary["study"], summary["runs"], summary["claims"]
     quick = st.get("preset") == "quick"
@@ -288,6 +289,13 @@ def render(summary, figure_paths):
     for key, caption in FIGURE_CAPTIONS.items():
         if key in figure_paths:
             out += [f"![{caption}]({figure_paths[key]})", "", f"*{caption}*", ""]
+    if explorer_paths:
+        out += ["## Latent explorers", "",
+                "Self-contained pages (no server, no network): the test set's latent means by class; "
+                "the pointer shows the decode of the nearest point of a fine grid; clicking two points "
+                "shows the interpolation between them. `python -m tinyvae explore RUN_DIR` serves the "
+                "same page live over a run's checkpoint.", ""]
+        out += [f"- [{RUN_TITLES.get(r, r)}]({p})" for r, p in explorer_paths.items()] + [""]
     d_mnist = runs.get("simple_mnist", any_run)["n_dims"]
     over8 = sum(1 for m in runs.values() if m.get("bits_per_dim") is not None and m["bits_per_dim"] > 8)
     out += [
