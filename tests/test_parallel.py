@@ -86,6 +86,7 @@ def alive(pid):
         return False
 
 
+@pytest.mark.slow
 def test_side_by_side_equals_one_after_another(data_dir, reference, tmp_path):
     tasks = [(n, config(n), tmp_path / n) for n in SEEDS]
     lines = []
@@ -98,6 +99,7 @@ def test_side_by_side_equals_one_after_another(data_dir, reference, tmp_path):
         assert 100 < res["peak_rss_all_mib"] < 4096
 
 
+@pytest.mark.slow
 def test_one_job_at_a_time_also_equal(data_dir, reference, tmp_path):
     tasks = [(n, config(n), tmp_path / n) for n in SEEDS]
     train_parallel(tasks, jobs=1, threads=1, data_dir=data_dir, progress=False, log=lambda s: None)
@@ -105,6 +107,7 @@ def test_one_job_at_a_time_also_equal(data_dir, reference, tmp_path):
         same_state(ckpt.load_arrays(tmp_path / n / CHECKPOINT), reference[n])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_every_run_with_a_checkpoint_and_resume_finishes_equal(
         data_dir, reference, tmp_path, sig, code):
@@ -124,6 +127,7 @@ def test_a_signal_stops_every_run_with_a_checkpoint_and_resume_finishes_equal(
         same_state(ckpt.load_arrays(tmp_path / n / CHECKPOINT), reference[n])
 
 
+@pytest.mark.slow
 def test_children_of_a_killed_parent_save_and_stop(data_dir, reference, tmp_path):
     p = start_driver(data_dir, tmp_path)
     wait_until(p, both_checkpointed(tmp_path))

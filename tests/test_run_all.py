@@ -53,6 +53,7 @@ def quick(real_data_dir, tmp_path_factory):
     return out, p
 
 
+@pytest.mark.slow
 def test_quick_study_writes_every_figure_and_report(quick):
     out, p = quick
     run_all = load_run_all()
@@ -86,6 +87,7 @@ def _numbers(obj, path="metrics"):
         yield path, obj
 
 
+@pytest.mark.slow
 def test_metrics_are_complete_and_finite(quick):
     out, _ = quick
     m = json.loads((out / "metrics.json").read_text())
@@ -115,6 +117,7 @@ def test_metrics_are_complete_and_finite(quick):
     assert m["study"]["jobs"] == 2 and m["study"]["threads"] == 1 and m["study"]["runs_trained_here"] == 4
 
 
+@pytest.mark.slow
 def test_report_states_each_claim_with_a_computed_verdict(quick):
     out, _ = quick
     m = json.loads((out / "metrics.json").read_text())
@@ -131,6 +134,7 @@ def test_report_states_each_claim_with_a_computed_verdict(quick):
     assert re.search(r"\| test rec \(SSE per image\) \|( [0-9.]+ \|){4}", report)
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_runs(quick, real_data_dir):
     out, first = quick
     ckpts = sorted((out / "runs").glob("*/checkpoint.npz"))
@@ -143,6 +147,7 @@ def test_resume_skips_finished_runs(quick, real_data_dir):
     assert (out / "REPORT.md").read_text().count("resumed") >= 1
 
 
+@pytest.mark.slow
 def test_rerun_without_resume_exits_2_with_a_hint(quick, real_data_dir):
     out, _ = quick
     p = run(["--quick", "--out", str(out), "--no-progress"], real_data_dir, timeout=120)
