@@ -12,7 +12,8 @@ import sys
 
 from .errors import ConfigError, Interrupted, TinyVAEError
 from .threads import thread_limit
-from .archs import ARCHS, BACKENDS, IMAGE_SHAPES
+from .archs import ARCHS, IMAGE_SHAPES
+from .kernels import BACKENDS
 
 
 def positive_int(text):
