@@ -1,14 +1,15 @@
 """The numba fast path against the NumPy reference (acceptance check 4).
 
 Every kernel (im2col, col2im, max-pool forward with its arg-max, max-pool
-backward, the bias gradient's column sum, the fused Adam update) and the layers built on them (conv2d and
+backward, ReLU forward and backward, the bias gradient's column sum, the
+fused Adam update) and the layers built on them (conv2d and
 conv_transpose2d, forward and backward) run with ``backend="numba"`` and
 ``backend="numpy"`` on 24 random configurations drawn with a seeded rng, in
 float32 and float64. At the end, the study's four models train 20 steps
 with each backend and must follow the same loss trajectory.
 
-Tolerances. Kernels that only *move* or pick numbers (im2col, max-pool)
-and the column sum (it adds in NumPy's order) must agree bit for bit, so they are compared with
+Tolerances. Kernels that only *move* or pick numbers (im2col, max-pool,
+ReLU) and the column sum (it adds in NumPy's order) must agree bit for bit, so they are compared with
 ``assert_array_equal``. Kernels that *add* (col2im, the conv layers, Adam)
 are compared with ``rtol = 1e-5`` (float32) / ``1e-12`` (float64) plus an
 ``atol = rtol * (number of terms) * (largest term)``: the two backends add the
@@ -193,6 +194,36 @@ def test_maxpool_backward(c, dtype):
     assert fast.shape == ref.shape == x.shape and fast.dtype == ref.dtype == dtype
     assert_array_equal(fast, ref)                   # a scatter: bit for bit
     assert np.count_nonzero(fast) == out.size
+
+
+# ------------------------------------------------------------------------------ ReLU
+
+def bits(a):
+    """The raw bits of a float array: equal bits means equal signed zeros and NaNs too."""
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+@by_dtype
+@by_cfg
+def test_relu_forward_and_backward_bit_for_bit(c, dtype):
+    """Elementwise, no sums: the numba kernels equal NumPy's maximum and mask product bit
+    for bit, signed zeros, NaNs and infinities included."""
+    rng = np.random.default_rng(200 + c.i)
+    special = np.array([0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 1e-30, -1e-30])
+    x = rng.standard_normal((c.N, c.H, c.W, c.C)).astype(dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    x.reshape(-1)[:8] = special[:min(8, x.size)]
+    dout.reshape(-1)[-8:] = special[::-1][-min(8, x.size):]
+    x, dout = maybe_strided(x, c), maybe_strided(dout, c)
+    out_f = kernels.relu(x, backend="numba")
+    out_r = kernels.relu(x, backend="numpy")
+    assert out_f.dtype == out_r.dtype == dtype
+    assert_array_equal(bits(np.ascontiguousarray(out_f)), bits(np.ascontiguousarray(out_r)))
+    with np.errstate(invalid="ignore"):                       # inf * 0 is NaN in both
+        dx_f = kernels.relu_grad(dout, out_r, backend="numba")
+        dx_r = kernels.relu_grad(dout, out_r, backend="numpy")
+    assert dx_f.dtype == dx_r.dtype == dtype
+    assert_array_equal(bits(np.ascontiguousarray(dx_f)), bits(np.ascontiguousarray(dx_r)))
 
 
 # ------------------------------------------------------------------------------ bias gradients

@@ -76,7 +76,7 @@ class VAE:
         shape, c_in = self.image_shape, C
         for c in self.arch.convs:                        # conv -> relu -> pool
             self.encoder += [L.Conv2D(c_in, c, rng, backend=backend, need_dx=bool(self.encoder), **kw),
-                             L.ReLU(), L.MaxPool2D(2, backend=backend)]
+                             L.ReLU(backend), L.MaxPool2D(2, backend=backend)]
             c_in = c
         self.encoder.append(L.Flatten())
         conv_out = self._shape_through(self.encoder[:-1], shape)   # e.g. (5, 5, 64)
@@ -84,21 +84,21 @@ class VAE:
             raise ConfigError(f"images of shape {self.image_shape} are too small for model {self.arch.name!r}")
         d_in = int(np.prod(conv_out))
         for d in self.arch.dense:                         # dense -> relu
-            self.encoder += [L.Dense(d_in, d, rng, **kw), L.ReLU()]
+            self.encoder += [L.Dense(d_in, d, rng, **kw), L.ReLU(backend)]
             d_in = d
         self.mu_head = L.Dense(d_in, self.arch.latent, rng, **kw)
         self.logvar_head = L.Dense(d_in, self.arch.latent, rng, **kw)
 
         d_in = self.arch.latent
         for d in reversed(self.arch.dense):
-            self.decoder += [L.Dense(d_in, d, rng, **kw), L.ReLU()]
+            self.decoder += [L.Dense(d_in, d, rng, **kw), L.ReLU(backend)]
             d_in = d
-        self.decoder += [L.Dense(d_in, int(np.prod(conv_out)), rng, **kw), L.ReLU(),
+        self.decoder += [L.Dense(d_in, int(np.prod(conv_out)), rng, **kw), L.ReLU(backend),
                          L.Reshape(conv_out)]
         c_in = conv_out[2]
         for c in reversed(self.arch.convs):               # upsample -> convT -> relu, fused
             self.decoder += [L.UpsampleConvTranspose2D(c_in, c, rng, factor=2, backend=backend, **kw),
-                             L.ReLU()]
+                             L.ReLU(backend)]
             c_in = c
         self.decoder += [L.ConvTranspose2D(c_in, C, rng, backend=backend, **kw), L.Sigmoid()]
         out = self._shape_through(self.decoder, (self.arch.latent,))

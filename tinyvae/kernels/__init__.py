@@ -15,16 +15,17 @@ The naive loops that define what the kernels compute live in
 
 Topics: :mod:`.unfold` (im2col, col2im), :mod:`.upsample` (the same over a
 nearest-upsampled grid), :mod:`.pool` (max-pool), :mod:`.adam` (the Adam
-update), :mod:`.bias` (the bias gradient); :mod:`.split` shares a kernel's
-outer loop among threads. A kernel is here only if it saves a few per cent
-of a training step (benchmarks/kernel_savings.py); ReLU and the bias add
-are plain NumPy in :mod:`tinyvae.layers`.
+update), :mod:`.relu`, :mod:`.bias` (the bias gradient); :mod:`.split`
+shares a kernel's outer loop among threads. A kernel is here only if it
+saves a few per cent of a training step (benchmarks/kernel_savings.py);
+the bias add is plain NumPy in :mod:`tinyvae.layers`.
 """
 import os
 
 from ..errors import ConfigError
 from .adam import adam_update_numba, adam_update_numpy
 from .bias import bias_grad_numba, bias_grad_numpy
+from .relu import relu_grad_numba, relu_grad_numpy, relu_numba, relu_numpy
 from .pool import (maxpool_backward_numba, maxpool_backward_numpy, maxpool_forward_numba,
                    maxpool_forward_numpy)
 from .split import kernel_threads, run_split  # noqa: F401 (re-exported)
@@ -42,6 +43,8 @@ KERNELS = {                                     # name: (fast path, reference)
     "maxpool_forward": (maxpool_forward_numba, maxpool_forward_numpy),
     "maxpool_backward": (maxpool_backward_numba, maxpool_backward_numpy),
     "adam_update": (adam_update_numba, adam_update_numpy),
+    "relu": (relu_numba, relu_numpy),
+    "relu_grad": (relu_grad_numba, relu_grad_numpy),
     "bias_grad": (bias_grad_numba, bias_grad_numpy),
 }
 
@@ -75,4 +78,5 @@ im2col, col2im = _dispatcher("im2col"), _dispatcher("col2im")
 im2col_up, col2im_up = _dispatcher("im2col_up"), _dispatcher("col2im_up")
 maxpool_forward, maxpool_backward = _dispatcher("maxpool_forward"), _dispatcher("maxpool_backward")
 adam_update = _dispatcher("adam_update")
+relu, relu_grad = _dispatcher("relu"), _dispatcher("relu_grad")
 bias_grad = _dispatcher("bias_grad")

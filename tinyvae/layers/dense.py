@@ -1,6 +1,8 @@
 """Layers on vectors: dense, activations, reshapes, the reparameterization trick."""
 import numpy as np
 
+from .. import kernels
+
 
 def dense_forward(x, w, b):
     """Affine map ``out = x @ w + b``.
@@ -24,16 +26,16 @@ def dense_backward(dout, cache, dw=None):
     return dx, dw, db
 
 
-def relu_forward(x):
+def relu_forward(x, backend=None):
     """``max(x, 0)`` elementwise (NaN stays NaN); any shape."""
-    out = np.maximum(x, 0)                # same shape as x
-    return out, out
+    out = kernels.relu(x, backend=backend)  # same shape as x
+    return out, (out, backend)
 
 
 def relu_backward(dout, cache):
     """The gradient passes where the output was positive: ``dout * (out > 0)``."""
-    out = cache
-    dx = dout * (out > 0)                 # same shape as dout
+    out, backend = cache
+    dx = kernels.relu_grad(dout, out, backend=backend)  # same shape as dout
     return dx
 
 

@@ -195,8 +195,12 @@ class Upsample2D(Layer):
 
 
 class ReLU(Layer):
+    def __init__(self, backend=None):
+        super().__init__()
+        self.backend = backend
+
     def forward(self, x):
-        out, self.cache = relu_forward(x)
+        out, self.cache = relu_forward(x, self.backend)
         return out
 
     def backward(self, dout):
