@@ -21,17 +21,16 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, os.pardir))
 
-from tinyvae.bench import (BATCH, PAIRS, StepRunner, layer_flops, parse_pairs,  # noqa: E402,F401
-                           run_interleaved, time_calls)
+from tinyvae.bench import (BATCH, PAIRS, StepRunner, int_at_least, layer_flops,  # noqa: E402,F401
+                           parse_pairs, run_interleaved, time_calls)
 from tinyvae.errors import ConfigError, TinyVAEError  # noqa: E402
-from tinyvae.bench import _int_at_least  # noqa: E402
 from tinyvae.kernels import BACKENDS, get_backend, kernel_threads  # noqa: E402
 from tinyvae.threads import thread_limit  # noqa: E402
 
 from layer_profile import format_profile, profile  # noqa: E402
 from startup import format_startup, measure_startup  # noqa: E402
 
-POSITIVE, NONNEGATIVE = _int_at_least(1), _int_at_least(0)
+POSITIVE, NONNEGATIVE = int_at_least(1), int_at_least(0)
 
 
 # --------------------------------------------------------------------------

@@ -148,7 +148,7 @@ def parse_pairs(text):
     return pairs
 
 
-def _int_at_least(lo):
+def int_at_least(lo):
     """An argparse type: an integer >= ``lo``."""
     def parse(text):
         try:
@@ -169,15 +169,15 @@ def build_parser():
     p.add_argument("--pairs", default="all",
                    help="comma-separated MODEL/DATASET pairs, or 'all' (default: simple/mnist, "
                         "simple/cifar10, highdim/cifar10, deep/cifar10)")
-    p.add_argument("--threads", type=_int_at_least(1), default=None,
+    p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="pin numba and BLAS to N threads (default: leave as is)")
-    p.add_argument("--steps", type=_int_at_least(1), default=20, help="timed steps per pair (default 20)")
-    p.add_argument("--warmup", type=_int_at_least(0), default=3, help="untimed steps first (default 3)")
-    p.add_argument("--rounds", type=_int_at_least(1), default=4,
+    p.add_argument("--steps", type=int_at_least(1), default=20, help="timed steps per pair (default 20)")
+    p.add_argument("--warmup", type=int_at_least(0), default=3, help="untimed steps first (default 3)")
+    p.add_argument("--rounds", type=int_at_least(1), default=4,
                    help="interleave the pairs' timed steps in this many blocks (default 4)")
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="kernels (default $TINYVAE_KERNELS, else numba)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=BATCH, help="default 50")
+    p.add_argument("--batch-size", type=int_at_least(1), default=BATCH, help="default 50")
     p.add_argument("--json", action="store_true", help="one JSON object per pair on stdout")
     return p
 

@@ -25,9 +25,9 @@ import os
 from ..errors import ConfigError
 from .adam import adam_update_numba, adam_update_numpy
 from .bias import bias_grad_numba, bias_grad_numpy
-from .relu import relu_grad_numba, relu_grad_numpy, relu_numba, relu_numpy
 from .pool import (maxpool_backward_numba, maxpool_backward_numpy, maxpool_forward_numba,
                    maxpool_forward_numpy)
+from .relu import relu_grad_numba, relu_grad_numpy, relu_numba, relu_numpy
 from .split import kernel_threads, run_split  # noqa: F401 (re-exported)
 from .unfold import col2im_numba, col2im_numpy, im2col_numba, im2col_numpy
 from .upsample import col2im_up_numba, col2im_up_numpy, im2col_up_numba, im2col_up_numpy
