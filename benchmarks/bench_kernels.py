@@ -52,6 +52,8 @@ def cases(rng):
          fwd_bwd(lambda be: L.maxpool_forward(x5, 2, be), L.maxpool_backward)),
         ("relu fwd+bwd (50,26,26,32)",
          fwd_bwd(lambda be: L.relu_forward(x5, be), L.relu_backward)),
+        ("bias add (50,26,26,32), in place",
+         lambda be: kernels.bias_add(x5, b1, backend=be)),
         ("bias gradient (50*26*26, 32)",
          lambda be: kernels.bias_grad(x5.reshape(-1, 32), backend=be)),
         ("adam update, 929k params (simple VAE)",

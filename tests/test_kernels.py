@@ -1,15 +1,15 @@
 """The numba fast path against the NumPy reference (acceptance check 4).
 
 Every kernel (im2col, col2im, max-pool forward with its arg-max, max-pool
-backward, ReLU forward and backward, the bias gradient's column sum, the
-fused Adam update) and the layers built on them (conv2d and
+backward, ReLU forward and backward, the bias add and the bias gradient's
+column sum, the fused Adam update) and the layers built on them (conv2d and
 conv_transpose2d, forward and backward) run with ``backend="numba"`` and
 ``backend="numpy"`` on 24 random configurations drawn with a seeded rng, in
 float32 and float64. At the end, the study's four models train 20 steps
 with each backend and must follow the same loss trajectory.
 
 Tolerances. Kernels that only *move* or pick numbers (im2col, max-pool,
-ReLU) and the column sum (it adds in NumPy's order) must agree bit for bit, so they are compared with
+ReLU), the bias add (one addition per element) and the column sum (it adds in NumPy's order) must agree bit for bit, so they are compared with
 ``assert_array_equal``. Kernels that *add* (col2im, the conv layers, Adam)
 are compared with ``rtol = 1e-5`` (float32) / ``1e-12`` (float64) plus an
 ``atol = rtol * (number of terms) * (largest term)``: the two backends add the
@@ -224,6 +224,25 @@ def test_relu_forward_and_backward_bit_for_bit(c, dtype):
         dx_r = kernels.relu_grad(dout, out_r, backend="numpy")
     assert dx_f.dtype == dx_r.dtype == dtype
     assert_array_equal(bits(np.ascontiguousarray(dx_f)), bits(np.ascontiguousarray(dx_r)))
+
+
+# ------------------------------------------------------------------------------ bias add
+
+@by_dtype
+@by_cfg
+def test_bias_add_bit_for_bit(c, dtype):
+    """One addition per element: the numba kernel (split across threads on the big
+    case) equals NumPy's broadcast ``a += b`` bit for bit, in place, in both layouts,
+    on images (N, H, W, C) and on rows (R, C)."""
+    rng = np.random.default_rng(300 + c.i)
+    for shape in ((c.N, c.H, c.W, c.C), (c.N * c.H * c.W * 7, 32), (50, 30, 30, 32)):
+        a = maybe_strided(rng.standard_normal(shape).astype(dtype), c)
+        b = rng.standard_normal(shape[-1]).astype(dtype)
+        fast, ref = a.copy(order="K"), a.copy(order="K")
+        assert kernels.bias_add(fast, b, backend="numba") is None      # in place
+        kernels.bias_add(ref, b, backend="numpy")
+        assert_array_equal(bits(np.ascontiguousarray(fast)), bits(np.ascontiguousarray(ref)))
+        assert_array_equal(ref, a + b)
 
 
 # ------------------------------------------------------------------------------ bias gradients

@@ -15,16 +15,16 @@ The naive loops that define what the kernels compute live in
 
 Topics: :mod:`.unfold` (im2col, col2im), :mod:`.upsample` (the same over a
 nearest-upsampled grid), :mod:`.pool` (max-pool), :mod:`.adam` (the Adam
-update), :mod:`.relu`, :mod:`.bias` (the bias gradient); :mod:`.split`
-shares a kernel's outer loop among threads. A kernel is here only if it
-saves a few per cent of a training step (benchmarks/kernel_savings.py);
-the bias add is plain NumPy in :mod:`tinyvae.layers`.
+update), :mod:`.relu`, :mod:`.bias` (the bias add and its gradient);
+:mod:`.split` shares a kernel's outer loop among threads. A kernel is here
+only if it saves a few per cent of a training step
+(benchmarks/kernel_savings.py).
 """
 import os
 
 from ..errors import ConfigError
 from .adam import adam_update_numba, adam_update_numpy
-from .bias import bias_grad_numba, bias_grad_numpy
+from .bias import bias_add_numba, bias_add_numpy, bias_grad_numba, bias_grad_numpy
 from .pool import (maxpool_backward_numba, maxpool_backward_numpy, maxpool_forward_numba,
                    maxpool_forward_numpy)
 from .relu import relu_grad_numba, relu_grad_numpy, relu_numba, relu_numpy
@@ -45,6 +45,7 @@ KERNELS = {                                     # name: (fast path, reference)
     "adam_update": (adam_update_numba, adam_update_numpy),
     "relu": (relu_numba, relu_numpy),
     "relu_grad": (relu_grad_numba, relu_grad_numpy),
+    "bias_add": (bias_add_numba, bias_add_numpy),
     "bias_grad": (bias_grad_numba, bias_grad_numpy),
 }
 
@@ -79,4 +80,4 @@ im2col_up, col2im_up = _dispatcher("im2col_up"), _dispatcher("col2im_up")
 maxpool_forward, maxpool_backward = _dispatcher("maxpool_forward"), _dispatcher("maxpool_backward")
 adam_update = _dispatcher("adam_update")
 relu, relu_grad = _dispatcher("relu"), _dispatcher("relu_grad")
-bias_grad = _dispatcher("bias_grad")
+bias_add, bias_grad = _dispatcher("bias_add"), _dispatcher("bias_grad")

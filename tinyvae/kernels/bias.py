@@ -1,6 +1,34 @@
-"""The gradient of a bias added to every row: a column sum."""
+"""A bias added to every channel vector, in place, and its gradient, a column sum."""
 import numpy as np
 from numba import njit
+
+from .split import run_split
+
+
+def bias_add_numpy(a, b):
+    """In place: ``b`` added to every channel vector of ``a``.
+
+    a : (..., C), e.g. (N, H, W, C) or (rows, C); b : (C,)
+    """
+    a += b
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _bias_add_nb(a2, b, lo, hi):
+    a2 = a2[lo:hi]                        # a slice: indices from 0 up, so the loop vectorises
+    for r in range(a2.shape[0]):
+        for c in range(b.size):
+            a2[r, c] += b[c]
+
+
+def bias_add_numba(a, b):
+    """Numba version of :func:`bias_add_numpy`, bit for bit. Arrays that are
+    not C-contiguous are left to NumPy."""
+    if not (a.flags.c_contiguous and b.flags.c_contiguous and a.dtype == b.dtype
+            and a.ndim >= 1 and a.shape[-1] == b.size):
+        return bias_add_numpy(a, b)
+    a2 = a.reshape(-1, b.size)            # (rows, C): a view, since a is C-contiguous
+    run_split(_bias_add_nb, a2.shape[0], a2.size, a2, b)
 
 
 def bias_grad_numpy(dout2):

@@ -38,7 +38,7 @@ def conv2d_forward(x, w, b, stride=1, padding="valid", backend=None):
     out_hw, pad, stride = conv_geometry((H, W), (KH, KW), stride, padding)
     cols = kernels.im2col(x, KH, KW, stride, pad, out_hw, backend=backend)  # (N*Ho*Wo, KH*KW*C)
     out = cols @ w.reshape(KH * KW * C, F)                          # (N*Ho*Wo, F)
-    out += b
+    kernels.bias_add(out, b, backend=backend)                       # out += b, in place
     out = out.reshape(N, out_hw[0], out_hw[1], F)                   # (N, Ho, Wo, F)
     return out, (x.shape, cols, w, stride, pad, out_hw, backend)
 
@@ -89,7 +89,7 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding="valid", backend=None, o
     cols = x2 @ w.reshape(KH * KW * C, F).T                         # (N*H*W, KH*KW*C)
     out_shape = (N, out_hw[0], out_hw[1], C)
     out = kernels.col2im(cols, out_shape, KH, KW, stride, pad, (H, W), backend=backend)  # (N, Ho, Wo, C)
-    out += b
+    kernels.bias_add(out, b, backend=backend)                       # out += b, in place
     return out, (x2, w, stride, pad, (H, W), backend)
 
 
@@ -131,7 +131,7 @@ def upsample_conv_transpose2d_forward(x, w, b, factor=2, backend=None):
     cols = x2 @ w.reshape(KH * KW * C, F).T                         # (N*H*W, KH*KW*C)
     out_shape = (N, factor * H + KH - 1, factor * W + KW - 1, C)
     out = kernels.col2im_up(cols, out_shape, KH, KW, factor, (H, W), backend=backend)  # (N, Ho, Wo, C)
-    out += b
+    kernels.bias_add(out, b, backend=backend)                       # out += b, in place
     return out, (x2, w, factor, (H, W), backend)
 
 
