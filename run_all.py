@@ -33,7 +33,7 @@ from tinyvae import evaluate as ev
 from tinyvae import explore
 from tinyvae import probes as pr
 from tinyvae.study import figures, report
-from tinyvae.cli import add_train_args, positive_int
+from tinyvae.cli import add_train_args, check_backend, positive_int
 from tinyvae.threads import cores, free_cores, thread_limit
 from tinyvae.data import CLASS_NAMES, IMAGE_SHAPES, load
 from tinyvae.download import ensure
@@ -354,6 +354,7 @@ def run_study(args):
     t_start = _T0 = time.perf_counter()
     out = args.out
     runs = configs(args)
+    check_backend(args.backend)
     check_out_dir(out, create=False)
     ensure(DATASETS, args.data_dir, download=not args.no_download, log=say)  # before anything is created
     check_out_dir(out)

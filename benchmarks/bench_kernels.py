@@ -53,9 +53,11 @@ def cases(rng):
         ("relu fwd+bwd (50,26,26,32)",
          fwd_bwd(lambda be: L.relu_forward(x5, be), L.relu_backward)),
         ("bias add (50,26,26,32), in place",
-         lambda be: kernels.bias_add(x5, b1, be)),
+         lambda be: kernels.bias_add(x5, b1, backend=be)),
+        ("bias gradient (50*26*26, 32)",
+         lambda be: kernels.bias_grad(x5.reshape(-1, 32), backend=be)),
         ("adam update, 929k params (simple VAE)",
-         lambda be: kernels.adam_update(p, g, m, v, 1e-4, 0.9, 0.999, 1e-7, be)),
+         lambda be: kernels.adam_update(p, g, m, v, 1e-4, 0.9, 0.999, 1e-7, backend=be)),
     ]
 
 

@@ -45,9 +45,9 @@ except ImportError:                                   # pragma: no cover
     sys.exit("compare_torch.py needs PyTorch, which tinyvae does not depend on: "
              "pip install torch==2.13.0")
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tinyvae import bench  # noqa: E402
+import benchlib as bench  # noqa: E402  (puts the repository root on sys.path too)
 from tinyvae.threads import thread_limit  # noqa: E402
 from tinyvae.errors import TinyVAEError  # noqa: E402
 from tinyvae.models import get_arch  # noqa: E402
@@ -277,7 +277,7 @@ def compare(pairs, threads, steps=20, warmup=3, rounds=5, batch=50, peak_n=2048,
 
     ``budget``: seconds of timed blocks per pair and thread count, after which
     the current round is the last. The sgemm rate is sampled between rounds
-    and the best sample is the peak (see :class:`tinyvae.bench.PeakSampler`).
+    and the best sample is the peak (see :class:`benchlib.PeakSampler`).
     """
     results = []
     for n in threads:

@@ -1,7 +1,9 @@
-"""Smoke tests of the benchmark tools (no timing is ever asserted)."""
+"""Smoke tests of the step timer and the benchmark tools (no timing is ever asserted)."""
 import importlib.util
 import json
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,10 +18,38 @@ def _json_lines(text):
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def test_bench_one_tiny_config(capsys):
-    code = bench.main(["--pairs", "simple/mnist", "--threads", "1", "--steps", "2", "--warmup", "1",
-                       "--rounds", "2", "--batch-size", "4", "--peak-n", "64", "--json",
-                       "--profile", "--profile-steps", "1"])
+@pytest.fixture
+def benchlib(monkeypatch):
+    """benchmarks/benchlib.py, imported the way bench_step.py imports it."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import benchlib
+    return benchlib
+
+
+def test_step_timer_one_tiny_config(capsys):
+    code = bench.main(["--pairs", "simple/mnist,deep/cifar10", "--threads", "1", "--steps", "2",
+                       "--warmup", "1", "--rounds", "2", "--batch-size", "4", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = _json_lines(out)
+    assert [(r["model"], r["dataset"]) for r in lines] == [("simple", "mnist"), ("deep", "cifar10")]
+    for r in lines:
+        assert (r["threads"], r["batch"], r["steps"]) == (1, 4, 2)
+        assert 0 < r["ms_min"] <= r["ms_step"] <= r["ms_max"] and r["gflops"] > 0
+    assert "ms/step" in err                            # the table header went to stderr
+
+
+def test_bench_does_not_import_the_command_line():
+    code = "import sys, tinyvae.bench; print('tinyvae.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout
+    assert out.strip() == "False"
+
+
+def test_benchlib_one_tiny_config_with_profile(benchlib, capsys):
+    code = benchlib.main(["--pairs", "simple/mnist", "--threads", "1", "--steps", "2", "--warmup", "1",
+                          "--rounds", "2", "--batch-size", "4", "--peak-n", "64", "--json",
+                          "--profile", "--profile-steps", "1"])
     out, err = capsys.readouterr()
     assert code == 0, err
     lines = _json_lines(out)
@@ -38,6 +68,18 @@ def test_bench_one_tiny_config(capsys):
     assert "simple/mnist" in err and "profile simple/mnist" in err   # the tables went to stderr
 
 
+def test_profiler_wraps_layers_from_outside_and_unwraps(benchlib):
+    import layer_profile
+    model = VAE("simple", IMAGE_SHAPES["mnist"], np.random.default_rng(0))
+    layer = model.encoder[0]
+    timings = {}
+    layer_profile.timed(layer, timings)
+    model.encode(np.zeros((2, 28, 28, 1), np.float32))
+    assert set(timings) == {("enc0_conv2d", "forward")}
+    layer_profile.untimed(layer)
+    assert "forward" not in vars(layer) and "backward" not in vars(layer)
+
+
 def test_flop_count_matches_the_architecture():
     """Nominal GEMM FLOPs of simple/mnist, counted by hand from the layer sizes."""
     model = VAE("simple", IMAGE_SHAPES["mnist"], np.random.default_rng(0))
@@ -52,20 +94,23 @@ def test_flop_count_matches_the_architecture():
     nominal = 2 * (3 * sum(macs.values()) - macs["enc0"])
     executed, nom = bench.step_flops(model, N)
     assert nom == nominal
-    assert 0 < executed <= nominal
+    # executed: the two fused upsample+convT layers multiply at a quarter of the size
+    fused = macs["convT1"] + macs["convT2"]
+    assert executed == nominal - 2 * 3 * fused * 3 // 4
 
 
-def test_bad_arguments_exit_2(capsys):
-    assert bench.main(["--pairs", "simple/svhn"]) == 2
-    assert "simple/svhn" in capsys.readouterr().err
-    assert bench.main(["--threads", "0"]) == 2
-    assert bench.main(["--steps", "zero"]) == 2
+def test_bad_arguments_exit_2(capsys, benchlib):
+    for main in (bench.main, benchlib.main):
+        assert main(["--pairs", "simple/svhn"]) == 2
+        assert "simple/svhn" in capsys.readouterr().err
+        assert main(["--threads", "0"]) == 2
+        assert main(["--steps", "zero"]) == 2
 
 
-def test_pairs_parse():
+def test_pairs_parse(benchlib):
     assert bench.parse_pairs("all") == list(bench.PAIRS)
     assert bench.parse_pairs("deep/cifar10,simple/mnist") == [("deep", "cifar10"), ("simple", "mnist")]
-    assert bench.parse_threads("1,2") == [1, 2] and bench.parse_threads(None) == [None]
+    assert benchlib.parse_threads("1,2") == [1, 2] and benchlib.parse_threads(None) == [None]
 
 
 def test_torch_model_matches_tinyvae():

@@ -69,7 +69,7 @@ def bad_input_cases(data_dir, tmp):
         "train subset 0": (train_args("--train-subset", "0"), ["--train-subset", "positive integer"]),
         "test subset x": (train_args("--test-subset", "x"), ["--test-subset", "positive integer"]),
         "checkpoint every -1": (train_args("--checkpoint-every", "-1"), ["--checkpoint-every", "integer >= 0"]),
-        "unknown backend": (train_args("--backend", "cuda"), ["--backend", "invalid choice"]),
+        "unknown backend": (train_args("--backend", "cuda"), ["--backend", "unknown kernel backend", "numba, numpy"]),
         "unknown flag": (train_args("--learning-rate", "1"), ["unrecognized arguments", "--learning-rate"]),
         "out under a file": (train_args(out=tmp / "a_file" / "out"), ["not writable", "--out"]),
         "out is a file": (train_args(out=tmp / "a_file"), ["is a file, not a folder", "--out"]),

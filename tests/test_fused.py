@@ -70,12 +70,12 @@ def test_up_kernels_numba_equal_numpy(seed):
     for dtype, rtol in ((np.float32, 1e-5), (np.float64, 1e-12)):
         cols = rng.standard_normal((N * H * W, k * k * C)).astype(dtype)
         shape = (N, f * H + k - 1, f * W + k - 1, C)
-        a = kernels.col2im_up(cols, shape, k, k, f, (H, W), "numba")
-        b = kernels.col2im_up(cols, shape, k, k, f, (H, W), "numpy")
+        a = kernels.col2im_up(cols, shape, k, k, f, (H, W), backend="numba")
+        b = kernels.col2im_up(cols, shape, k, k, f, (H, W), backend="numpy")
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 10)
         dout = rng.standard_normal(shape).astype(dtype)
-        a = kernels.im2col_up(dout, k, k, f, (H, W), "numba")
-        b = kernels.im2col_up(dout, k, k, f, (H, W), "numpy")
+        a = kernels.im2col_up(dout, k, k, f, (H, W), backend="numba")
+        b = kernels.im2col_up(dout, k, k, f, (H, W), backend="numpy")
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 10)
         assert a.dtype == dtype
 

@@ -526,6 +526,48 @@ def test_vae_grads_are_assigned_not_accumulated():
         np.testing.assert_array_equal(model.grads[k], first[k], err_msg=k)
 
 
+def test_layers_write_into_the_grads_arrays_they_hold():
+    """The grads contract: a backward pass writes into the arrays the layers hold, so the
+    model's grads dict keeps pointing at them and no step replaces one."""
+    model, x, eps, _ = make_tiny_vae("numpy")
+    held = {f"{name}.{k}": g for name, layer in model.named_layers() for k, g in layer.grads.items()}
+    assert held.keys() == model.grads.keys()
+    for _ in range(2):
+        model.loss(x, eps)
+        for k, g in held.items():
+            assert model.grads[k] is g, k
+            assert np.any(g != 0), k                   # written, not left at its zeros
+
+
+@pytest.mark.parametrize("which", ["conv2d", "conv_transpose2d", "upsample_conv_transpose2d"])
+def test_weight_gradient_out_buffer(which):
+    """``dw=`` gets the very weight gradient the function returns without it, NaNs overwritten."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((3, 3, 2, 4))
+    if which == "conv2d":
+        x, b = rng.standard_normal((2, 7, 6, 2)), rng.standard_normal(4)
+        out, cache = L.conv2d_forward(x, w, b)
+        backward = L.conv2d_backward
+    elif which == "conv_transpose2d":
+        x, b = rng.standard_normal((2, 5, 4, 4)), rng.standard_normal(2)
+        out, cache = L.conv_transpose2d_forward(x, w, b)
+        backward = L.conv_transpose2d_backward
+    else:
+        x, b = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal(2)
+        out, cache = L.upsample_conv_transpose2d_forward(x, w, b, 2)
+        backward = L.upsample_conv_transpose2d_backward
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = backward(dout, cache)
+    buf = np.full_like(w, np.nan)
+    dx2, dw2, db2 = backward(dout, cache, dw=buf)
+    assert dw2 is buf
+    np.testing.assert_array_equal(buf, dw)
+    np.testing.assert_array_equal(dx2, dx)
+    np.testing.assert_array_equal(db2, db)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        backward(dout, cache, dw=np.asfortranarray(buf))
+
+
 def test_numerical_gradient_perturbs_non_contiguous_arrays():
     from tinyvae.gradcheck import numerical_gradient
     base = np.arange(12.0).reshape(3, 4)

@@ -9,8 +9,7 @@ float32 and float64. At the end, the study's four models train 20 steps
 with each backend and must follow the same loss trajectory.
 
 Tolerances. Kernels that only *move* or pick numbers (im2col, max-pool,
-ReLU), the bias add (one addition per element) and the column sum (it adds
-in NumPy's order) must agree bit for bit, so they are compared with
+ReLU), the bias add (one addition per element) and the column sum (it adds in NumPy's order) must agree bit for bit, so they are compared with
 ``assert_array_equal``. Kernels that *add* (col2im, the conv layers, Adam)
 are compared with ``rtol = 1e-5`` (float32) / ``1e-12`` (float64) plus an
 ``atol = rtol * (number of terms) * (largest term)``: the two backends add the
@@ -18,6 +17,8 @@ same terms in different orders, so their difference is bounded by the rounding
 of the terms, not of the result; an output that cancels to almost zero would
 otherwise need an arbitrarily large relative tolerance.
 """
+import subprocess
+import sys
 from collections import namedtuple
 
 import numpy as np
@@ -25,6 +26,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from tinyvae import kernels
+from tinyvae.kernels import unfold
 from tinyvae import layers as L
 from tinyvae.errors import ConfigError
 from tinyvae.bench import PAIRS, StepRunner
@@ -123,25 +125,25 @@ def test_col2im(c, dtype):
     assert_allclose(fast, ref, rtol=rtol, atol=rtol * c.KH * c.KW * np.abs(cols).max())
 
 
-@pytest.mark.parametrize("C", [1, 3, kernels.SMALL_C - 1, kernels.SMALL_C, 12])
+@pytest.mark.parametrize("C", [1, 3, unfold.SMALL_C - 1, unfold.SMALL_C, 12])
 def test_both_valid_stride1_paths_agree(C):
     """'valid' stride 1 takes the run-copying kernels below SMALL_C channels and the
     per-tap loops from it on: both equal the reference there, and each other bit for bit."""
     rng = np.random.default_rng(C)
     x = rng.standard_normal((2, 7, 6, C)).astype(np.float32)
     out_hw = (5, 3)                                        # 3x4 kernel
-    assert kernels._runs_apply(x.shape, 3, 4, (1, 1), (0, 0), out_hw) == (C < kernels.SMALL_C)
+    assert unfold._runs_apply(x.shape, 3, 4, (1, 1), (0, 0), out_hw) == (C < unfold.SMALL_C)
     cols = kernels.im2col(x, 3, 4, (1, 1), (0, 0), out_hw, backend="numba")
     assert_array_equal(cols, kernels.im2col(x, 3, 4, (1, 1), (0, 0), out_hw, backend="numpy"))
     loops = np.empty_like(cols)
-    kernels._im2col_nb(x, 3, 4, 1, 1, 0, 0, 5, 3, loops, 0, 2)
+    unfold._im2col_nb(x, 3, 4, 1, 1, 0, 0, 5, 3, loops, 0, 2)
     assert_array_equal(cols, loops)
     dcols = rng.standard_normal(cols.shape).astype(np.float32)
     dx = kernels.col2im(dcols, x.shape, 3, 4, (1, 1), (0, 0), out_hw, backend="numba")
     ref = kernels.col2im(dcols, x.shape, 3, 4, (1, 1), (0, 0), out_hw, backend="numpy")
     assert_allclose(dx, ref, rtol=1e-5, atol=1e-5 * 12 * np.abs(dcols).max())
     loops = np.empty_like(dx)
-    kernels._col2im_nb(dcols, 3, 4, 1, 1, 0, 0, 5, 3, loops, 0, 2)
+    unfold._col2im_nb(dcols, 3, 4, 1, 1, 0, 0, 5, 3, loops, 0, 2)
     assert_array_equal(dx.view(np.uint32), loops.view(np.uint32))   # same order of additions
 
 
@@ -213,13 +215,13 @@ def test_relu_forward_and_backward_bit_for_bit(c, dtype):
     x.reshape(-1)[:8] = special[:min(8, x.size)]
     dout.reshape(-1)[-8:] = special[::-1][-min(8, x.size):]
     x, dout = maybe_strided(x, c), maybe_strided(dout, c)
-    out_f = kernels.relu_forward(x, backend="numba")
-    out_r = kernels.relu_forward(x, backend="numpy")
+    out_f = kernels.relu(x, backend="numba")
+    out_r = kernels.relu(x, backend="numpy")
     assert out_f.dtype == out_r.dtype == dtype
     assert_array_equal(bits(np.ascontiguousarray(out_f)), bits(np.ascontiguousarray(out_r)))
     with np.errstate(invalid="ignore"):                       # inf * 0 is NaN in both
-        dx_f = kernels.relu_backward(dout, out_r, backend="numba")
-        dx_r = kernels.relu_backward(dout, out_r, backend="numpy")
+        dx_f = kernels.relu_grad(dout, out_r, backend="numba")
+        dx_r = kernels.relu_grad(dout, out_r, backend="numpy")
     assert dx_f.dtype == dx_r.dtype == dtype
     assert_array_equal(bits(np.ascontiguousarray(dx_f)), bits(np.ascontiguousarray(dx_r)))
 
@@ -401,7 +403,7 @@ def test_env_var_is_honoured_by_the_dispatch(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("numba path taken")
 
-    monkeypatch.setattr(kernels, "im2col_numba", boom)
+    monkeypatch.setitem(kernels.KERNELS, "im2col", (boom, kernels.im2col_numpy))
     x = np.ones((1, 4, 4, 1))
     w = np.ones((3, 3, 1, 1))
     monkeypatch.setenv("TINYVAE_KERNELS", "numpy")
@@ -427,8 +429,36 @@ def test_unknown_backend_raises(monkeypatch, name):
         kernels.get_backend(name)
 
 
+# ------------------------------------------------------------------------------ imports go down
+
+def modules_after(code):
+    """The modules loaded in a fresh interpreter after running ``code``."""
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_kernels_and_layers_import_nothing_above_them():
+    """kernels import nothing of tinyvae but its errors (and the package's numba cache
+    set-up, which runs first on any import); layers add only geometry. In
+    particular no data module, so no network or archive module (numba alone loads
+    ``socket``, through importlib.metadata and email.utils: that one is allowed)."""
+    kernels_mods = {m for m in modules_after("import tinyvae.kernels") if m.startswith("tinyvae")}
+    assert kernels_mods <= {"tinyvae", "tinyvae._numba_cache", "tinyvae.errors"} | {m for m in kernels_mods
+                                                            if m.startswith("tinyvae.kernels")}
+    loaded = modules_after("import tinyvae.layers")
+    tv = {m for m in loaded if m.startswith("tinyvae")}
+    assert tv - kernels_mods <= {"tinyvae.geometry", "tinyvae.layers"} | {
+        m for m in tv if m.startswith("tinyvae.layers.")}
+    numba_alone = modules_after("import numba, numpy")
+    network = {"socket", "urllib.request", "http.client", "tarfile", "gzip", "ssl"}
+    assert (loaded & network) <= numba_alone, (loaded & network) - numba_alone
+    assert not loaded & {"urllib.request", "http.client", "tarfile"}
+
+
 # ------------------------------------------------------------------------------ whole models
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch, dataset", PAIRS, ids=lambda v: v)
 def test_fast_path_and_reference_train_alike(arch, dataset):
     """The study's four models, float32, batch 50, Adam at the study's rate: 20 training

@@ -3,24 +3,25 @@ import numpy as np
 import pytest
 
 from tinyvae import kernels
+from tinyvae.kernels.split import run_split
 from tinyvae.errors import ConfigError
 from tinyvae.threads import set_threads, thread_limit
 
 
 def _all_kernels(rng):
     x = rng.standard_normal((8, 20, 19, 16)).astype(np.float32)          # big enough to split
-    cols = kernels.im2col(x, 3, 3, (1, 1), (0, 0), (18, 17), "numba")
+    cols = kernels.im2col(x, 3, 3, (1, 1), (0, 0), (18, 17), backend="numba")
     out = {"im2col": cols,
-           "col2im": kernels.col2im(cols, x.shape, 3, 3, (1, 1), (0, 0), (18, 17), "numba")}
+           "col2im": kernels.col2im(cols, x.shape, 3, 3, (1, 1), (0, 0), (18, 17), backend="numba")}
     up = rng.standard_normal((8 * 9 * 10, 3 * 3 * 16)).astype(np.float32)
-    out["col2im_up"] = kernels.col2im_up(up, (8, 20, 22, 16), 3, 3, 2, (9, 10), "numba")
-    out["im2col_up"] = kernels.im2col_up(out["col2im_up"], 3, 3, 2, (9, 10), "numba")
-    pooled, arg = kernels.maxpool_forward(x, 2, "numba")
+    out["col2im_up"] = kernels.col2im_up(up, (8, 20, 22, 16), 3, 3, 2, (9, 10), backend="numba")
+    out["im2col_up"] = kernels.im2col_up(out["col2im_up"], 3, 3, 2, (9, 10), backend="numba")
+    pooled, arg = kernels.maxpool_forward(x, 2, backend="numba")
     out["pool"], out["arg"] = pooled, arg
-    out["unpool"] = kernels.maxpool_backward(pooled, arg, x.shape, 2, "numba")
+    out["unpool"] = kernels.maxpool_backward(pooled, arg, x.shape, 2, backend="numba")
     p, g = rng.standard_normal(300_000).astype(np.float32), rng.standard_normal(300_000).astype(np.float32)
     m, v = np.zeros_like(p), np.zeros_like(p)
-    kernels.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7, "numba")
+    kernels.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7, backend="numba")
     out["adam_p"], out["adam_m"], out["adam_v"] = p, m, v
     return out
 
@@ -42,7 +43,7 @@ def test_run_split_covers_every_index_once():
         arr[lo:hi] += 1
 
     with thread_limit(2):
-        kernels.run_split(mark, 1000, 1 << 20, seen)
+        run_split(mark, 1000, 1 << 20, seen)
     np.testing.assert_array_equal(seen, 1)
 
 

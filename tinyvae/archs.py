@@ -5,9 +5,6 @@ from dataclasses import dataclass
 from .data import IMAGE_SHAPES
 from .errors import ConfigError
 
-BACKENDS = ("numba", "numpy")
-"""Kernel backends: the numba fast path and the NumPy reference (see :mod:`tinyvae.kernels`)."""
-
 
 @dataclass(frozen=True)
 class Arch:

@@ -13,7 +13,7 @@ import sys
 from . import explore
 from .errors import ConfigError, Interrupted, TinyVAEError
 from .threads import default_threads, thread_limit
-from .archs import ARCHS, BACKENDS, IMAGE_SHAPES
+from .archs import ARCHS, IMAGE_SHAPES
 
 
 def positive_int(text):
@@ -46,6 +46,15 @@ def positive_float(text):
     return v
 
 
+def check_backend(name):
+    """ConfigError naming the flag unless ``name`` (or, for None, ``$TINYVAE_KERNELS``) is a kernel backend."""
+    from .kernels import get_backend
+    try:
+        get_backend(name)
+    except ConfigError as e:
+        raise ConfigError(f"--backend (or $TINYVAE_KERNELS): {e}") from None
+
+
 def add_train_args(p, threads_help="pin numba and BLAS to this many threads (default: the cores "
                                    "that other work leaves free, from the load average)"):
     """The flags shared by ``train`` and ``run_all.py``'s per-run settings."""
@@ -53,7 +62,7 @@ def add_train_args(p, threads_help="pin numba and BLAS to this many threads (def
     p.add_argument("--data-dir", default=None,
                    help="folder with mnist/ and cifar10/ (default $TINYVAE_DATA_DIR, else ~/.cache/tinyvae)")
     p.add_argument("--threads", type=positive_int, default=None, help=threads_help)
-    p.add_argument("--backend", choices=BACKENDS, default=None,
+    p.add_argument("--backend", default=None,
                    help="kernels: numba (fast, default) or numpy (the reference); "
                         "also settable as $TINYVAE_KERNELS")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -115,6 +124,7 @@ def cmd_train(args):
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       train_subset=args.train_subset, test_subset=args.test_subset,
                       checkpoint_every=args.checkpoint_every).validate()
+    check_backend(args.backend)
     check_out_dir(args.out, create=False)
     ensure([cfg.dataset], args.data_dir, download=not args.no_download, log=_say)
     threads, why = default_threads(args.threads)

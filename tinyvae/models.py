@@ -23,8 +23,6 @@ Sizes come out exact: MNIST 5 -> 10 -> 12 -> 24 -> 26 -> 28,
 CIFAR-10 6 -> 12 -> 14 -> 28 -> 30 -> 32. Weights are Glorot-uniform and
 biases zero (Keras' defaults).
 """
-import time
-
 import numpy as np
 
 from . import layers as L
@@ -33,31 +31,16 @@ from .errors import ConfigError
 from .losses import kl_loss, sse_loss
 
 
-def _forward(layers, x, timings=None):
+def _forward(layers, x):
     for layer in layers:
-        if timings is None:
-            x = layer.forward(x)
-        else:
-            t0 = time.perf_counter()
-            x = layer.forward(x)
-            _add_time(timings, layer, "forward", t0)
+        x = layer.forward(x)
     return x
 
 
-def _backward(layers, dout, timings=None):
+def _backward(layers, dout):
     for layer in reversed(layers):
-        if timings is None:
-            dout = layer.backward(dout)
-        else:
-            t0 = time.perf_counter()
-            dout = layer.backward(dout)
-            _add_time(timings, layer, "backward", t0)
+        dout = layer.backward(dout)
     return dout
-
-
-def _add_time(timings, layer, phase, t0):
-    key = (layer.name, phase)
-    timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
 
 
 class VAE:
@@ -73,14 +56,11 @@ class VAE:
 
     Attributes
     ----------
-    timings : None, or a dict that forward and backward passes add each
-        layer's seconds to, keyed ``(layer name, "forward" | "backward")``
-        (set ``model.timings = {}`` to profile)
-    params, grads : dicts with identical keys (``"enc0_conv2d.w"``, ...);
-        the arrays are the layers' own, so an optimizer that updates
-        ``params`` in place updates the model. :meth:`backward` overwrites every
-        entry of ``grads`` (never adds to it): it is the one point where
-        gradients are reset. Copy an entry to keep it past the next backward pass.
+    params, grads : dicts with identical keys (``"enc0_conv2d.w"``, ...)
+        holding the layers' own arrays: an optimizer that updates ``params``
+        in place updates the model, and :meth:`backward` writes into
+        ``grads`` (the grads contract of :class:`tinyvae.layers.Layer`).
+        Copy an entry to keep it past the next backward pass.
     """
 
     def __init__(self, arch, image_shape, rng, dtype=np.float32, backend=None):
@@ -127,7 +107,7 @@ class VAE:
                               f"{self.image_shape}; accepted image shapes: "
                               f"{', '.join(map(str, IMAGE_SHAPES.values()))}")
 
-        self.params, self.grads, self.timings = {}, {}, None
+        self.params, self.grads = {}, {}
         for name, layer in self.named_layers():
             layer.name = name
             for k in layer.params:
@@ -187,9 +167,8 @@ class VAE:
     def encode(self, x):
         """x : (N, H, W, C) -> mu (N, L), logvar (N, L)."""
         self.check_images(x)
-        h = _forward(self.encoder, x, self.timings)       # (N, D)
-        return (_forward([self.mu_head], h, self.timings),      # (N, L)
-                _forward([self.logvar_head], h, self.timings))  # (N, L)
+        h = _forward(self.encoder, x)                     # (N, D)
+        return self.mu_head.forward(h), self.logvar_head.forward(h)  # (N, L) twice
 
     def check_latent(self, z, name="z", n=None):
         """Raise ConfigError unless ``z`` is an (N, L) array of numbers (N == n if given)."""
@@ -205,7 +184,7 @@ class VAE:
     def decode(self, z):
         """z : (N, L) -> xhat (N, H, W, C) in (0, 1)."""
         self.check_latent(z)
-        return _forward(self.decoder, z.astype(self.dtype, copy=False), self.timings)
+        return _forward(self.decoder, z.astype(self.dtype, copy=False))
 
     def forward(self, x, eps):
         """Encode, sample ``z = mu + exp(0.5 * logvar) * eps``, decode.
@@ -225,16 +204,13 @@ class VAE:
 
         dxhat : (N, H, W, C) gradient at the decoder output;
         dmu, dlogvar : (N, L) gradients reaching mu and logvar directly (the KL term).
-        Fills :attr:`grads` (overwritten, not accumulated).
+        Overwrites the arrays in :attr:`grads`.
         """
-        dz = _backward(self.decoder, dxhat, self.timings)                 # (N, L)
+        dz = _backward(self.decoder, dxhat)                               # (N, L)
         dmu_z, dlogvar_z = L.reparam_backward(dz, self._reparam_cache)    # (N, L) twice
-        dh = _backward([self.mu_head], dmu + dmu_z, self.timings)         # (N, D)
-        dh += _backward([self.logvar_head], dlogvar + dlogvar_z, self.timings)
-        _backward(self.encoder, dh, self.timings)
-        for name, layer in self.named_layers():          # most layers assigned new arrays
-            for k in layer.grads:
-                self.grads[f"{name}.{k}"] = layer.grads[k]
+        dh = self.mu_head.backward(dmu + dmu_z)                           # (N, D)
+        dh += self.logvar_head.backward(dlogvar + dlogvar_z)
+        _backward(self.encoder, dh)
 
     def loss(self, x, eps, beta=None, backward=True):
         """The study's loss and (by default) its gradients.

@@ -52,7 +52,7 @@ class Adam:
                 self.m[name] = np.zeros_like(p)
                 self.v[name] = np.zeros_like(p)
             kernels.adam_update(p, grads[name], self.m[name], self.v[name],
-                                lr_t, self.beta1, self.beta2, self.eps, self.backend)
+                                lr_t, self.beta1, self.beta2, self.eps, backend=self.backend)
 
     def state_dict(self, copy=True):
         """Arrays and numbers that restore this optimizer exactly (see load_state_dict).
