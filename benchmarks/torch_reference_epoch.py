@@ -42,7 +42,7 @@ from compare_torch import TorchVAE, copy_weights, make_adam, vae_loss  # noqa: E
 from tinyvae.threads import thread_limit  # noqa: E402
 from tinyvae.errors import TinyVAEError  # noqa: E402
 from tinyvae.models import ARCHS, IMAGE_SHAPES, VAE  # noqa: E402
-from tinyvae.checkpoint import HISTORY_KEYS  # noqa: E402
+from tinyvae.losses import HISTORY_KEYS  # noqa: E402
 from tinyvae.data import to_float  # noqa: E402
 from tinyvae.config import TrainConfig, load_data, streams  # noqa: E402
 

@@ -36,9 +36,9 @@ import zipfile
 import numpy as np
 
 from .errors import CheckpointError
+from .losses import HISTORY_KEYS
 
 FORMAT = 1
-HISTORY_KEYS = ("loss", "rec", "kl")    # the loss and its two terms, per batch and per epoch
 
 
 def _umask():

@@ -28,11 +28,10 @@ Conventions
 """
 import numpy as np
 
-from .checkpoint import HISTORY_KEYS
 from .data import PIXEL_SCALE, to_float
 from .errors import ConfigError
 from .layers import Sigmoid, reparam_forward
-from .losses import bce_with_logits, kl_per_dim as _kl_per_dim, kl_per_image
+from .losses import HISTORY_KEYS, bce_with_logits, kl_per_dim as _kl_per_dim, kl_per_image
 
 ACTIVE_THRESHOLD = 0.01
 DECODER_VARIANCE = 0.5

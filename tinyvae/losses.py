@@ -16,6 +16,8 @@ per dimension.
 """
 import numpy as np
 
+HISTORY_KEYS = ("loss", "rec", "kl")    # what a training step reports: the loss and its two terms
+
 
 def sse_loss(xhat, x):
     """Squared error summed over pixels, averaged over the batch.

@@ -17,12 +17,12 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import runs
 from .archs import image_shape_of
-from .checkpoint import HISTORY_KEYS
 from .config import TrainConfig, check_data, load_data, streams
 from .data import to_float
 from .errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
 from .evaluate import mean_loss
 from .kernels import get_backend
+from .losses import HISTORY_KEYS
 from .models import VAE
 from .optim import Adam
 
