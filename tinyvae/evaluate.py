@@ -32,6 +32,7 @@ from .data import PIXEL_SCALE, to_float
 from .errors import ConfigError
 from .layers import Sigmoid, reparam_forward
 from .losses import HISTORY_KEYS, bce_with_logits, kl_per_dim as _kl_per_dim, kl_per_image
+from .probes import _as_2d, _flat
 
 ACTIVE_THRESHOLD = 0.01
 DECODER_VARIANCE = 0.5
@@ -91,27 +92,6 @@ def encode_all(model, images, batch_size=200):
 
 def _is_count(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-# --------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------
-
-# --------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------
-
-def _as_2d(a, name):
-    a = np.asarray(a)
-    if a.ndim != 2:
-        raise ConfigError(f"{name} must be a 2-D array (N, L), got shape {a.shape}")
-    return a
-
-
-def _flat(images):
-    """(N, ...) -> (N, D) view/copy without changing dtype."""
-    images = np.asarray(images)
-    return images.reshape(len(images), -1)                 # (N, D)
 
 
 # --------------------------------------------------------------------------
