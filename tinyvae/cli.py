@@ -60,7 +60,8 @@ def add_train_args(p, threads_help="pin numba and BLAS to this many threads (def
     p.add_argument("--no-download", action="store_true",
                    help="never download a missing dataset (default: download it once into the data dir)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --out (bit-exact), if there is one")
+                   help="continue from the checkpoint in --out, if there is one (bit-exact with the "
+                        "same --backend and --threads; after a divergence a smaller --lr is accepted)")
 
 
 def build_parser():
