@@ -20,8 +20,10 @@ the run's checkpoint and exits with 130 (continue with ``--resume``).
 """
 import argparse
 import json
+import math
 import os
 import resource
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -29,20 +31,21 @@ from statistics import NormalDist
 
 import numpy as np
 
+from tinyvae import checkpoint as ckpt
 from tinyvae import evaluate as ev
 from tinyvae import explore
 from tinyvae import probes as pr
 from tinyvae.study import figures, report
 from tinyvae.cli import add_train_args, check_backend, positive_int
 from tinyvae.threads import cores, free_cores, thread_limit
-from tinyvae.data import CLASS_NAMES, IMAGE_SHAPES, load
-from tinyvae.download import ensure
+from tinyvae.data import CLASS_NAMES, IMAGE_SHAPES, SPLIT_SIZES, file_digests, fingerprint, load
+from tinyvae.download import ensure, is_official
 from tinyvae.errors import ConfigError, Interrupted, TinyVAEError
 from tinyvae.bench import step_flops
 from tinyvae.models import VAE, get_arch
 from tinyvae.study.parallel import planned_steps, train_parallel
 from tinyvae.evaluate import encode_all
-from tinyvae.runs import CHECKPOINT, METRICS, check_out_dir
+from tinyvae.runs import CHECKPOINT, METRICS, check_out_dir, lock, printable
 from tinyvae.config import TrainConfig, select_subsets, streams
 from tinyvae.train import train
 
@@ -81,7 +84,7 @@ _T0 = time.perf_counter()
 
 def say(msg):
     """A progress line on stdout, with the seconds since the start."""
-    print(f"[run_all {time.perf_counter() - _T0:6.1f}s] {msg}", flush=True)
+    print(printable(f"[run_all {time.perf_counter() - _T0:6.1f}s] {msg}"), flush=True)
 
 
 def run_name(model, dataset):
@@ -143,6 +146,27 @@ def configs(args):
                                                     seed=args.seed, train_subset=tr,
                                                     test_subset=te).validate()
     return out
+
+
+def check_settings(args, runs):
+    """Raise ConfigError for settings the evaluation would reject only after all training."""
+    for r, cfg in runs.items():
+        n_train = min(cfg.train_subset or math.inf, SPLIT_SIZES[cfg.dataset]["train"])
+        n_test = min(cfg.test_subset or math.inf, SPLIT_SIZES[cfg.dataset]["test"])
+        if n_train < cfg.batch_size:
+            raise ConfigError(f"--train-subset {n_train} is smaller than a batch ({cfg.batch_size} images)")
+        if args.knn_k > n_train:
+            raise ConfigError(f"--knn-k {args.knn_k} is more than the {n_train} training images of {r}; "
+                              f"accepted: 1..{n_train}")
+        if n_test < 2:
+            raise ConfigError(f"--test-subset {n_test}: the paired comparisons need at least 2 test images")
+
+
+def data_provenance(data_dir):
+    """For each dataset: the files' sha256 (:func:`tinyvae.data.file_digests`), their
+    :func:`tinyvae.data.fingerprint` and whether they are the official files."""
+    return {ds: {"fingerprint": fingerprint(ds, data_dir), "files": file_digests(ds, data_dir),
+                 "official": is_official(ds, data_dir)} for ds in DATASETS}
 
 
 def preset_name(args):
@@ -355,9 +379,16 @@ def run_study(args):
     out = args.out
     runs = configs(args)
     check_backend(args.backend)
+    check_settings(args, runs)
     check_out_dir(out, create=False)
     ensure(DATASETS, args.data_dir, download=not args.no_download, log=say)  # before anything is created
     check_out_dir(out)
+    with lock(out, "running a study"):                 # one study per folder; each run locks its own
+        _run_locked(args, out, runs, t_start)
+
+
+def _run_locked(args, out, runs, t_start):
+    """:func:`run_study` with the study folder ``out`` created and locked."""
     run_dirs = {r: os.path.join(out, "runs", r) for r in runs}
     if not args.resume:
         existing = [os.path.join(d, CHECKPOINT) for d in run_dirs.values()
@@ -399,6 +430,7 @@ def run_study(args):
         "jobs": jobs, "threads": threads, "runs_trained_here": len(todo),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "wall_seconds": time.perf_counter() - t_start,
+        "data": data_provenance(args.data_dir),
     }
     # this process and the training processes together (sampled while they ran)
     study["peak_rss_all_mib"] = max(study["peak_rss_mib"], peak_all or 0.0)
@@ -406,14 +438,10 @@ def run_study(args):
     summary["claims"] = report.judge_claims(summary)
     summary = report.finite_or_null(summary)
     path = os.path.join(out, "metrics.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=2, allow_nan=False)
-    os.replace(path + ".tmp", path)
+    ckpt.save_text(path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     say(f"wrote {path}")
     report_path = os.path.join(out, "REPORT.md")
-    with open(report_path + ".tmp", "w") as f:
-        f.write(report.render(summary, fig_paths, explorers))
-    os.replace(report_path + ".tmp", report_path)
+    ckpt.save_text(report_path, report.render(summary, fig_paths, explorers))
     say(f"wrote {report_path}")
     for c in summary["claims"].values():
         say(f"claim ({c['id']}) {c['claim']}: {c['verdict'].upper()} -- {c['evidence']}")
@@ -425,6 +453,10 @@ def main(argv=None):
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        old = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:                           # not the main thread: leave signals alone
+        old = None
+    try:
         run_study(args)
         return 0
     except Interrupted as e:
@@ -433,10 +465,25 @@ def main(argv=None):
     except TinyVAEError as e:
         print(f"run_all: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("run_all: interrupted; finished epochs are checkpointed, continue with --resume",
-              file=sys.stderr)
-        return 130
+    except OSError as e:                         # disk full, permissions, ... outside tinyvae's checks
+        where = f" ({e.filename})" if e.filename else ""
+        print(printable(f"run_all: error: {e.strerror or e}{where}; every file written before is whole "
+                        f"(written atomically); free space or fix the folder, then run again with "
+                        f"--resume", sys.stderr), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        signum = e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT
+        print(f"run_all: interrupted by {signal.Signals(signum).name}; checkpoints written so far "
+              f"stay, continue with --resume", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM outside training (loading, evaluating, drawing) stops like Ctrl-C."""
+    raise KeyboardInterrupt(signum)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from tinyvae import data
 from tinyvae.cli import build_parser, main, resume_command
 from tinyvae.cli import thread_limit
 from tinyvae.errors import ConfigError
-from tinyvae.runs import CHECKPOINT
+from tinyvae.runs import CHECKPOINT, LOCK
 from tinyvae.config import TrainConfig
 from tinyvae.train import train
 from synthetic import write_mnist_dir
@@ -145,7 +145,7 @@ def test_bad_input_exits_2_with_a_message(bad_input_results, name):
 
 def test_bad_input_leaves_existing_checkpoint_untouched(bad_input_results):
     _, _, tmp = bad_input_results
-    assert sorted(os.listdir(tmp / "existing")) == [CHECKPOINT, "metrics.json"]
+    assert sorted(os.listdir(tmp / "existing")) == [LOCK, CHECKPOINT, "metrics.json"]
 
 
 @pytest.mark.parametrize("how", ["env", "flag"])

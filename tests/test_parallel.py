@@ -8,13 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from tinyvae import checkpoint as ckpt
 from tinyvae.cli import thread_limit
-from tinyvae.errors import ConfigError, DataError
+from tinyvae.errors import ConfigError, DataError, Interrupted
 from tinyvae.study.parallel import planned_steps, rss_mib, train_parallel
 from tinyvae.runs import CHECKPOINT
 from tinyvae.config import TrainConfig
@@ -179,3 +180,20 @@ def test_planned_steps():
     assert planned_steps(TrainConfig(dataset="cifar10", epochs=10)) == 10000
     assert planned_steps(TrainConfig(dataset="cifar10", epochs=2, train_subset=1001)) == 42
     assert planned_steps(TrainConfig(dataset="mnist", epochs=1, train_subset=10**6)) == 1200
+
+
+def test_a_signal_during_start_up_says_that_nothing_was_saved(data_dir, tmp_path):
+    """Ctrl-C while the children still import: none saved a checkpoint, and the message says so."""
+    tasks = [(n, config(n), str(tmp_path / n)) for n in SEEDS]
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(Interrupted) as info:
+            train_parallel(tasks, jobs=2, threads=1, data_dir=data_dir, progress=False, log=lambda line: None)
+    finally:
+        timer.cancel()
+    message = str(info.value)
+    assert "every run saved" not in message and "--resume" in message
+    for n in SEEDS:
+        assert not (tmp_path / n / CHECKPOINT).exists()
+        assert f"{n} has no checkpoint" in message, message

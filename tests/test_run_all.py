@@ -187,3 +187,83 @@ def test_unwritable_out_exits_2(tmp_path):
     p = run(["--quick", "--out", str(blocker / "sub")], timeout=120)
     assert p.returncode == 2
     assert "not writable" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_report_names_the_data_it_used(quick, real_data_dir):
+    out, _ = quick
+    from tinyvae.data import file_digests, fingerprint
+    m = json.loads((out / "metrics.json").read_text())
+    report = (out / "REPORT.md").read_text()
+    assert "## Data" in report
+    for ds in ("mnist", "cifar10"):
+        d = m["study"]["data"][ds]
+        assert d["fingerprint"] == fingerprint(ds, real_data_dir) and d["files"] == file_digests(ds, real_data_dir)
+        assert d["fingerprint"] in report and all(f"`{rel}` sha256 `{h}`" in report for rel, h in d["files"].items())
+        assert d["official"] in (True, False, None)
+    for r, v in m["runs"].items():
+        assert len(v["train_images_sha256"]) == 64 and v["train_images_sha256"] in report
+        with open(out / "runs" / r / "metrics.json") as f:          # the child's own record agrees
+            assert json.load(f)["train_images_sha256"] == v["train_images_sha256"]
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--knn-k", "5000"], "--knn-k 5000 is more than the 2000 training images"),
+    (["--test-subset", "1"], "--test-subset 1"),
+    (["--train-subset", "10"], "smaller than a batch"),
+])
+def test_bad_settings_are_rejected_before_anything_runs(tmp_path, flags, words):
+    p = run(["--quick", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "nowhere"), *flags],
+            timeout=120)
+    assert p.returncode == 2 and words in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_study_on_one_folder_exits_2(tmp_path, real_data_dir):
+    from tinyvae import runs
+    out = tmp_path / "study"
+    out.mkdir()
+    with runs.lock(out):
+        p = run(["--quick", "--out", str(out), "--no-progress"], real_data_dir, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert f"another process (PID {os.getpid()}) is running a study in {out}" in p.stderr
+    assert not (out / "runs").exists()
+
+
+def test_sigterm_outside_training_stops_like_ctrl_c(tmp_path):
+    driver = ("import os, signal, sys, time; sys.path.insert(0, sys.argv[1]); import run_all\n"
+              "def study(args):\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    time.sleep(30)\n"
+              "run_all.run_study = study\n"
+              "sys.exit(run_all.main(['--out', sys.argv[2]]))\n")
+    p = subprocess.run([sys.executable, "-c", driver, str(ROOT), str(tmp_path)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 143, (p.returncode, p.stderr)
+    assert "interrupted by SIGTERM" in p.stderr and "--resume" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_full_disk_is_one_message_and_exit_2(monkeypatch, capsys):
+    import errno
+    run_all = load_run_all()
+
+    def study(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "results/figures/fig3_latent.png")
+    monkeypatch.setattr(run_all, "run_study", study)
+    assert run_all.main(["--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "fig3_latent.png" in err, err
+
+
+def test_a_failed_figure_write_leaves_the_old_file_and_no_partial(tmp_path):
+    from tinyvae.study import figures
+    path = tmp_path / "fig.png"
+    path.write_bytes(b"the old figure")
+    fig = figures._new(2, 2)
+
+    def savefig(f, **kwargs):
+        f.write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+    fig.savefig = savefig
+    with pytest.raises(OSError):
+        figures._save(fig, str(path))
+    assert path.read_bytes() == b"the old figure" and os.listdir(tmp_path) == ["fig.png"]

@@ -12,10 +12,17 @@ object arrays refused):
 ``state/rng``          the training stream's RNG state, as JSON text
 ``state/done``         1 when the run finished
 ``history/<key>``      per-batch ``loss``, ``rec``, ``kl``; ``epochs/<key>`` per-epoch test numbers
+``state/changes``      JSON: ``lr`` [[global step, lr], ...] (a rate set by ``--resume --lr``
+                       after a divergence), ``runtime`` [[global step, backend, threads], ...],
+                       ``diverged`` (null, or where the last divergence happened)
 ``meta/format``        format version (:data:`FORMAT`)
 ``meta/config``        the run's configuration, as JSON text
+``meta/data``          JSON: ``train_sha256`` of the training images (:func:`tinyvae.data.images_sha256`)
 ``meta/checksum``      sha256 over every other entry's name, dtype, shape and bytes
 =====================  ==========================================================
+
+``state/changes`` and ``meta/data`` came later within format 1: a checkpoint
+without them reads as one with no changes and unknown data.
 
 Files are written atomically: a temporary file in the same folder, flushed
 and fsynced, then ``os.replace``-d over the old one, so a crash at any moment
@@ -218,13 +225,42 @@ def read_config(a, path="checkpoint"):
     return config
 
 
+SAME_RUN = ("model", "dataset", "batch_size", "lr", "seed", "train_subset", "test_subset")
+
+
+def check_resumable(a, path, cfg, train_sha256):
+    """Raise CheckpointError unless the checkpoint's entries ``a`` continue the run
+    ``cfg`` (a dict) on the training images whose :func:`tinyvae.data.images_sha256`
+    is ``train_sha256``; return its stored config.
+
+    The learning rate may differ only when the checkpoint records a divergence.
+    """
+    stored_cfg = read_config(a, path)
+    diverged = read_optional(a, "state/changes", path, {}).get("diverged")
+    for k in SAME_RUN:
+        theirs = stored_cfg.get(k)
+        if k == "lr" and diverged and isinstance(theirs, float):
+            continue
+        if theirs != cfg[k] or type(theirs) is bool:
+            hint = " (--resume --lr X is allowed only after a divergence)" if k == "lr" else ""
+            raise CheckpointError(f"{path} is from another run: its {k} is {theirs!r}, this run's is "
+                                  f"{cfg[k]!r}{hint}; use another --out or the same settings")
+    stored = read_optional(a, "meta/data", path, {}).get("train_sha256")
+    if stored is not None and stored != train_sha256:
+        raise CheckpointError(f"{path} was trained on other data: its training images have sha256 "
+                              f"{str(stored)[:16]}..., this run's {train_sha256[:16]}... (same count, "
+                              f"other images); resume with the same data (--data-dir, --seed, "
+                              f"--train-subset), or use another --out")
+    return stored_cfg
+
+
 def pack_state(s):
     """A run's state -> the checkpoint's entries (see the table above).
 
     ``s`` holds ``params`` and ``adam`` (name -> array, Adam's ``state_dict``),
     ``history`` (key -> per-batch list), ``test_history`` (per-epoch dicts),
     ``epoch``, ``step``, ``perm`` (array or None), ``rng`` (a bit generator
-    state), ``seconds``, ``done`` and ``config`` (a JSON-able dict).
+    state), ``seconds``, ``done``, ``config``, ``changes`` and ``data`` (JSON-able dicts).
     """
     arrays = {f"param/{k}": v for k, v in s["params"].items()}
     arrays.update({f"adam/{k}": v for k, v in s["adam"].items()})
@@ -238,9 +274,31 @@ def pack_state(s):
         "state/rng": json_array(s["rng"]),
         "state/seconds": np.array(s["seconds"], dtype=np.float64),
         "state/done": np.array(int(s["done"]), dtype=np.int64),
+        "state/changes": json_array(s["changes"]),
         "meta/config": json_array(s["config"]),
+        "meta/data": json_array(s["data"]),
     })
     return arrays
+
+
+def read_optional(a, key, path, default):
+    """The JSON dict in ``key``, or ``default`` where an older checkpoint lacks it."""
+    if key not in a:
+        return default
+    value = read_json_array(a, key, path)
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: entry {key!r} is not a JSON object")
+    return value
+
+
+def mark_diverged(path, where):
+    """Record in the checkpoint at ``path`` that training from it diverged ``where`` (a dict),
+    so that ``--resume`` may change the learning rate. Nothing else in the file changes."""
+    a = load_arrays(path)
+    changes = read_optional(a, "state/changes", path, {})
+    changes["diverged"] = where
+    a["state/changes"] = json_array(changes)
+    save_arrays(path, a)
 
 
 def _scalar(a, key, path, kinds, low=None, high=None):
@@ -318,4 +376,10 @@ def unpack_state(a, path, params, n_train, steps_per_epoch):
     except (TypeError, ValueError, KeyError, OverflowError, AttributeError) as e:
         raise CheckpointError(f"{path}: entry 'state/rng' is not a PCG64 state ({type(e).__name__})") from None
     s["rng"] = rng
+    s["changes"] = changes = read_optional(a, "state/changes", path, {})
+    for key, width in (("lr", 2), ("runtime", 3)):
+        rows = changes.get(key, [])
+        if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == width for r in rows):
+            raise CheckpointError(f"{path}: entry 'state/changes' has a bad {key!r} list")
+    s["data"] = read_optional(a, "meta/data", path, {})
     return s

@@ -69,7 +69,8 @@ def add_train_args(p, threads_help="pin numba and BLAS to this many threads (def
     p.add_argument("--no-download", action="store_true",
                    help="never download a missing dataset (default: download it once into the data dir)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --out (bit-exact), if there is one")
+                   help="continue from the checkpoint in --out, if there is one (bit-exact with the "
+                        "same --backend and --threads; after a divergence a smaller --lr is accepted)")
 
 
 def build_parser():
@@ -118,7 +119,7 @@ def cmd_train(args):
     import os
     from .config import TrainConfig
     from .download import ensure
-    from .runs import check_out_dir
+    from .runs import check_out_dir, printable
     from .train import train
     cfg = TrainConfig(model=args.model, dataset=args.dataset, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -133,10 +134,10 @@ def cmd_train(args):
         result = train(cfg, out_dir=args.out, data_dir=args.data_dir, resume=args.resume,
                        progress=not args.no_progress, backend=args.backend)
     m = result.metrics
-    print(f"{m['model']}/{m['dataset']}: {m['epochs']} epoch{'s' if m['epochs'] != 1 else ''}, "
-          f"{m['steps']} steps in {m['seconds']:.1f} s; "
-          f"test loss {m['test_loss']:.3f} (rec {m['test_rec']:.3f}, kl {m['test_kl']:.3f}); "
-          f"wrote {os.path.join(args.out, 'metrics.json')}")
+    print(printable(f"{m['model']}/{m['dataset']}: {m['epochs']} epoch{'s' if m['epochs'] != 1 else ''}, "
+                    f"{m['steps']} steps in {m['seconds']:.1f} s; "
+                    f"test loss {m['test_loss']:.3f} (rec {m['test_rec']:.3f}, kl {m['test_kl']:.3f}); "
+                    f"wrote {os.path.join(args.out, 'metrics.json')}"))
     return 0
 
 

@@ -468,6 +468,19 @@ def file_digests(dataset: str, data_dir: str | os.PathLike | None = None) -> dic
     return digests
 
 
+def images_sha256(images: np.ndarray) -> str:
+    """Name exact images: the sha256 of their dtype, shape and bytes (C order).
+
+    A checkpoint records this of the images a run trains on, so a resume on
+    other data is refused; it is the same whether the images were read from the
+    files or passed in as arrays. :func:`fingerprint` names the files instead.
+    """
+    a = np.ascontiguousarray(images)
+    digest = hashlib.sha256(f"{a.dtype.str}|{a.shape}|".encode())
+    digest.update(a)
+    return digest.hexdigest()
+
+
 def fingerprint(dataset: str, data_dir: str | os.PathLike | None = None) -> str:
     """Name the exact files of ``dataset`` a run reads: a sha256 hex digest.
 

@@ -4,14 +4,21 @@
 
     <out>/checkpoint.npz   everything to continue bit-exactly (:mod:`tinyvae.checkpoint`)
     <out>/metrics.json     the run's summary numbers, rewritten at the end
+    <out>/.lock            the PID of the process writing the folder (:func:`lock`)
 
 Both are written atomically (a temporary file, then ``os.replace``), so a
-killed run leaves the old file or the new one; :func:`prepare` deletes the
-temporaries such a run left behind.
+killed run leaves the old file or the new one; the next run's :func:`lock`
+deletes the temporaries such a run left behind. A folder has one writer at a
+time: :func:`lock` holds an OS lock on ``.lock`` for the whole run.
 """
+import contextlib
+import errno
+import fcntl
 import json
 import os
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +33,19 @@ from .models import VAE
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
+LOCK = ".lock"
+
+
+def printable(text, stream=None):
+    """``text`` as ``stream`` (default stdout) can print it: a path's undecodable bytes
+    (``surrogateescape``) become ``\\xff``, characters its encoding lacks ``\\u00e9``."""
+    stream = stream or sys.stdout
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:                      # surrogates that are not escaped bytes
+        pass
+    return text.encode(encoding, "backslashreplace").decode(encoding, "replace")
 
 
 def check_out_dir(out_dir, create=True):
@@ -68,12 +88,49 @@ def remove_stale_temporaries(out_dir):
                 pass
 
 
-def prepare(out_dir):
-    """Make ``out_dir`` ready for a run: created, writable, no stale temporaries. Returns it as a str."""
-    check_out_dir(out_dir)
+def _holder(fd):
+    """The PID written in an open lock file (None if none yet)."""
+    for _ in range(50):                             # the holder writes it just after locking
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.01)
+    return None
+
+
+@contextlib.contextmanager
+def lock(out_dir, what="training"):
+    """Be the one process writing ``out_dir`` inside the block.
+
+    Takes an exclusive ``fcntl.flock`` on ``out_dir/.lock`` and writes this
+    process's PID in it; the OS drops the lock when the block ends or the
+    process dies, however it dies. Only then are stale temporaries removed (a
+    live writer's are never touched). Raises ConfigError at once, naming the
+    holder's PID, if another process holds the folder. ``what`` says what the
+    holder does, for that message.
+    """
     out_dir = os.fspath(out_dir)
-    remove_stale_temporaries(out_dir)
-    return out_dir
+    path = os.path.join(out_dir, LOCK)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ConfigError(f"cannot create the lock file {path} ({e.strerror or e}); "
+                          f"pass a writable folder with --out") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            pid = _holder(fd)
+            raise ConfigError(f"another process{f' (PID {pid})' if pid else ''} is {what} in {out_dir} "
+                              f"(it holds {path}); wait for it to finish, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        remove_stale_temporaries(out_dir)
+        yield out_dir
+    finally:
+        os.close(fd)                                # releases the lock
 
 
 def write_metrics(out_dir, metrics):

@@ -53,6 +53,12 @@ def _check(n, name):
                           f"threads numba can use here")
 
 
+def current_threads():
+    """The number of threads numba's kernels use now."""
+    import numba
+    return numba.get_num_threads()
+
+
 def set_threads(n):
     """Use ``n`` threads in numba kernels and in BLAS from now on."""
     import numba

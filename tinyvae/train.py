@@ -5,9 +5,11 @@ drawn in a fresh seeded order each epoch, float32, pixels / 255. The
 training stream's state is saved in every checkpoint, so a resumed run
 continues bit-exactly where it stopped (see :mod:`tinyvae.checkpoint`).
 """
+import contextlib
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -18,13 +20,14 @@ from . import checkpoint as ckpt
 from . import runs
 from .archs import image_shape_of
 from .config import TrainConfig, check_data, load_data, streams
-from .data import to_float
+from .data import images_sha256, to_float
 from .errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
 from .evaluate import mean_loss
 from .kernels import get_backend
 from .losses import HISTORY_KEYS
 from .models import VAE
 from .optim import Adam
+from .threads import current_threads
 
 
 @dataclass
@@ -48,7 +51,8 @@ class Trainer:
     (batches done in it), ``perm`` (its shuffled order, None before it is
     drawn), the training stream ``rng``, the model and Adam state, and the
     histories. A checkpoint holds exactly this, so a resumed run continues
-    bit-exactly.
+    bit-exactly; and ``changes`` (learning rates, backends and thread counts
+    over the run, the last divergence) and the training images' sha256.
     """
 
     def __init__(self, cfg, data, out_dir=None, backend=None):
@@ -64,6 +68,10 @@ class Trainer:
         init_rng, _, self.rng, self.eval_seed = streams(cfg.seed)
         self.model = VAE(cfg.model, image_shape_of(cfg.dataset), init_rng, np.float32, backend)
         self.opt = Adam(cfg.lr, backend=backend)
+        self.data_sha256 = images_sha256(self.x_train)                  # what a resume must match
+        self.runtime = [get_backend(backend), current_threads()]
+        self.changes = {"lr": [[0, cfg.lr]], "runtime": [[0, *self.runtime]], "diverged": None}
+        self.saved_at = None                # global step of this run's checkpoint on disk
         self.steps_per_epoch = -(-n // cfg.batch_size)
         self.epoch, self.step, self.perm, self.seconds, self.done = 0, 0, None, 0.0, False
         self.history = {k: [] for k in HISTORY_KEYS}
@@ -96,9 +104,16 @@ class Trainer:
         self._t0 = now
 
     def _diverged(self, what):
-        """The TrainingDiverged error for ``what`` went wrong, saying which checkpoint is kept."""
-        kept = f" and the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path else ""
-        return TrainingDiverged(f"{what}; training stopped{kept}. Try a smaller learning rate.")
+        """The TrainingDiverged error for ``what`` went wrong, saying what is kept and what to do."""
+        if self.saved_at is None:
+            kept = " (no --out, nothing is saved)" if not self.out_dir else \
+                " before any checkpoint was written, so nothing is saved"
+            return TrainingDiverged(f"{what}; training stopped{kept}. Try a smaller learning rate: "
+                                    f"start again with a smaller --lr")
+        return TrainingDiverged(f"{what}; training stopped and the last good checkpoint "
+                                f"{self.checkpoint_path} (global step {self.saved_at}) is kept. Try a "
+                                f"smaller learning rate: the same command with --resume and a smaller "
+                                f"--lr continues from it (or start again with it in another --out)")
 
     def _check_finite(self):
         for what, arrays in (("parameter", self.model.params), ("Adam's first moment of", self.opt.m),
@@ -117,12 +132,14 @@ class Trainer:
             "params": self.model.params, "adam": self.opt.state_dict(copy=False),  # written now
             "history": self.history, "test_history": self.test_history, "epoch": self.epoch,
             "step": self.step, "perm": self.perm, "rng": self.rng.bit_generator.state,
-            "seconds": self.seconds, "done": self.done, "config": asdict(self.cfg)})
+            "seconds": self.seconds, "done": self.done, "config": asdict(self.cfg),
+            "changes": self.changes, "data": {"train_sha256": self.data_sha256}})
         try:
             ckpt.save_arrays(self.checkpoint_path, arrays)
         except OSError as e:
             raise CheckpointError(f"cannot write the checkpoint {self.checkpoint_path} "
                                   f"({e.strerror or e}); the previous one, if any, is kept") from None
+        self.saved_at = self.global_step
         self._t0 = time.perf_counter()
 
     def restore(self, path):
@@ -135,12 +152,7 @@ class Trainer:
 
     def restore_arrays(self, a, path="checkpoint"):
         """:meth:`restore` from arrays already read by :func:`tinyvae.checkpoint.load_arrays`."""
-        stored_cfg, mine = ckpt.read_config(a, path), asdict(self.cfg)
-        for k in ("model", "dataset", "batch_size", "lr", "seed", "train_subset", "test_subset"):
-            theirs = stored_cfg.get(k)
-            if theirs != mine[k] or type(theirs) is bool:
-                raise CheckpointError(f"{path} is from another run: its {k} is {theirs!r}, "
-                                      f"this run's is {mine[k]!r}; use another --out or the same settings")
+        stored_cfg = ckpt.check_resumable(a, path, asdict(self.cfg), self.data_sha256)
         s = ckpt.unpack_state(a, path, self.model.params, len(self.x_train), self.steps_per_epoch)
         done_epochs = s["epoch"] + (1 if s["step"] or s["perm"] is not None else 0)
         if done_epochs > self.cfg.epochs:
@@ -155,6 +167,18 @@ class Trainer:
         self.epoch, self.step, self.perm = s["epoch"], s["step"], s["perm"]
         self.rng.bit_generator.state = s["rng"]
         self.seconds, self.done = s["seconds"], s["done"] and self.epoch >= self.cfg.epochs
+        self.saved_at, step, changes = self.global_step, self.global_step, s["changes"]
+        lrs, runtimes = changes.get("lr") or [[0, stored_cfg["lr"]]], changes.get("runtime") or []
+        if self.cfg.lr != lrs[-1][1]:                   # allowed by check_resumable after a divergence
+            lrs, changes["diverged"] = lrs + [[step, self.cfg.lr]], None
+        if runtimes and runtimes[-1][1:] != self.runtime and not self.done:
+            print(f"tinyvae: warning: {path} was trained with backend {runtimes[-1][1]} on "
+                  f"{runtimes[-1][2]} thread(s), this run uses {self.runtime[0]} on {self.runtime[1]}: "
+                  f"it continues, but not bit-exactly as one uninterrupted run (recorded in the "
+                  f"checkpoint and metrics.json)", file=sys.stderr)
+            runtimes = runtimes + [[step, *self.runtime]]
+        self.changes = {"lr": lrs, "runtime": runtimes or [[0, *self.runtime]],
+                        "diverged": changes.get("diverged")}
 
     # ---- the loop ----------------------------------------------------------
 
@@ -180,16 +204,31 @@ class Trainer:
             pass
         self._t0 = time.perf_counter()
         try:
-            while self.epoch < self.cfg.epochs:
-                self._run_epoch(progress)
-                if self._signal is not None and self.epoch < self.cfg.epochs:
-                    self._stop()
-            self.done = True
-            self.save()
+            with self._recording_divergence():
+                while self.epoch < self.cfg.epochs:
+                    self._run_epoch(progress)
+                    if self._signal is not None and self.epoch < self.cfg.epochs:
+                        self._stop()
+                self.done = True
+                self.save()
             self._tick()
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+    @contextlib.contextmanager
+    def _recording_divergence(self):
+        """On TrainingDiverged, mark the checkpoint kept on disk, so --resume may change --lr."""
+        try:
+            yield
+        except TrainingDiverged:
+            if self.saved_at is not None:
+                try:
+                    ckpt.mark_diverged(self.checkpoint_path, {"global_step": self.global_step + 1,
+                                                              "lr": self.cfg.lr})
+                except (OSError, CheckpointError):
+                    pass                                    # the message still says what is kept
+            raise
 
     def _run_epoch(self, progress):
         cfg, model, B = self.cfg, self.model, self.cfg.batch_size
@@ -253,6 +292,8 @@ class Trainer:
             "test_loss": last["loss"], "test_rec": last["rec"], "test_kl": last["kl"],
             "epoch_test": self.test_history, "config": asdict(self.cfg),
             "n_train": len(self.x_train), "n_test": len(self.x_test),
+            "train_images_sha256": self.data_sha256, "lr_history": self.changes["lr"],
+            "runtime_history": self.changes["runtime"],
         }
 
 
@@ -283,20 +324,30 @@ def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=Tr
     ConfigError : bad settings, data or output folder; an existing checkpoint without ``resume``
     DataError : data files missing or corrupt
     CheckpointError : the checkpoint to resume from is corrupt or from another run
-    TrainingDiverged : the loss became NaN or infinite (the last good checkpoint is kept)
+    TrainingDiverged : the loss became NaN or infinite (the last good checkpoint, if
+        any, is kept and marked so that ``resume`` with a smaller ``cfg.lr`` may continue it)
     Interrupted : SIGINT or SIGTERM (the checkpoint was saved first)
+
+    With ``out_dir``, the run holds :func:`tinyvae.runs.lock` on it throughout:
+    a second process training there gets ConfigError at once.
     """
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     cfg.validate()
     get_backend(backend)
-    path = None
-    if out_dir is not None:
-        out_dir = runs.prepare(out_dir)
-        path = os.path.join(out_dir, runs.CHECKPOINT)
-        if not resume and os.path.exists(path):
-            raise ConfigError(f"{path} already exists; pass --resume to continue that run, "
-                              f"or choose another --out")
+    if out_dir is None:
+        return _train(cfg, None, data, data_dir, resume, progress, backend, callback)
+    runs.check_out_dir(out_dir)
+    with runs.lock(out_dir) as out_dir:
+        return _train(cfg, out_dir, data, data_dir, resume, progress, backend, callback)
+
+
+def _train(cfg, out_dir, data, data_dir, resume, progress, backend, callback):
+    """:func:`train`, with ``out_dir`` (if any) created and locked."""
+    path = os.path.join(out_dir, runs.CHECKPOINT) if out_dir else None
+    if path and not resume and os.path.exists(path):
+        raise ConfigError(f"{path} already exists; pass --resume to continue that run, "
+                          f"or choose another --out")
     if data is None:
         data = load_data(cfg, data_dir)
     trainer = Trainer(cfg, data, out_dir, backend)
@@ -304,8 +355,8 @@ def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=Tr
     if resume and path and os.path.exists(path):
         trainer.restore(path)
         if progress:
-            tqdm.write(f"resuming {cfg.model}/{cfg.dataset} from {path} at {trainer.where()}"
-                       if not trainer.done else f"{path}: run already finished")
+            tqdm.write(runs.printable(f"resuming {cfg.model}/{cfg.dataset} from {path} at {trainer.where()}"
+                                      if not trainer.done else f"{path}: run already finished"))
     if not trainer.done:
         trainer.fit(progress)
     metrics = trainer.metrics()

@@ -13,6 +13,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..checkpoint import atomic_write
+
 DPI = 110
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")   # tab10
@@ -27,8 +29,11 @@ def _new(width, height):
 
 
 def _save(fig, path):
+    """Write ``fig`` to ``path`` atomically: a failed write (a full disk) leaves the old file or none."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    fmt = os.path.splitext(path)[1][1:] or "png"
+    atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=DPI, bbox_inches="tight", facecolor="white"),
+                 binary=True)
     fig.clf()
     return path
 

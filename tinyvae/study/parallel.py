@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .. import errors
 from ..data import SPLIT_SIZES
 from ..errors import ConfigError, Interrupted, TinyVAEError
+from ..runs import CHECKPOINT
 from ..threads import check_positive_int, thread_limit
 
 REPORT_EVERY = 0.5      # seconds between a child's progress messages
@@ -71,14 +72,13 @@ def _child(name, cfg, out_dir, resume, data_dir, backend, threads, q):
         m = result.metrics
         q.put((name, "done", {"step": m["steps"], "total": m["steps"], "seconds": m["seconds"]}))
     except Interrupted as e:
-        q.put((name, "interrupted", {"message": str(e)}))
+        q.put((name, "interrupted", {"message": str(e), "saved": out_dir is not None}))
         code = e.exit_code
     except TinyVAEError as e:
         q.put((name, "error", {"type": type(e).__name__, "message": str(e)}))
         code = 2
-    except KeyboardInterrupt:          # a second signal: stopped at once, the last checkpoint stays
-        q.put((name, "interrupted", {"message": "stopped at once by a second signal; its last "
-                                                "checkpoint stays"}))
+    except KeyboardInterrupt:          # a second signal (or one during start-up): stopped at once
+        q.put((name, "interrupted", {"message": "stopped at once, nothing more saved", "saved": False}))
         code = 130
     sys.exit(code)
 
@@ -230,9 +230,28 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
         raise cls(f"{name}: {message}")
     if received or any(e == "interrupted" for e, _ in outcome.values()):
         signum = received[0] if received else signal.SIGTERM
-        raise Interrupted(f"stopped by {signal.Signals(signum).name}; every run saved its checkpoint; "
-                          f"continue with the same command and --resume", 128 + signum)
+        raise Interrupted(stopped_message(signum, tasks, outcome), 128 + signum)
     return {"seconds": seconds, "peak_rss_all_mib": peak[0]}
+
+
+def stopped_message(signum, tasks, outcome):
+    """What a stop by ``signum`` left of each task, in words: saved now, finished, an earlier
+    checkpoint kept, or nothing on disk (from the children's reports and the files)."""
+    fates = []
+    for name, _, out_dir in tasks:
+        event, info = outcome.get(name, (None, {}))
+        on_disk = out_dir is not None and os.path.exists(os.path.join(out_dir, CHECKPOINT))
+        if event == "done":
+            fates.append(f"{name} finished")
+        elif event == "interrupted" and info.get("saved"):
+            fates.append(f"{name} saved its checkpoint")
+        elif on_disk:
+            fates.append(f"{name} stopped before saving; its earlier checkpoint stays")
+        else:
+            fates.append(f"{name} has no checkpoint" + ("" if event else " (stopped before its "
+                                                                     "training began, or not started)"))
+    return (f"stopped by {signal.Signals(signum).name}: {'; '.join(fates)}. Continue with the same "
+            f"command and --resume")
 
 
 def planned_steps(cfg):

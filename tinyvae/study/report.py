@@ -233,6 +233,25 @@ def _jobs_text(st):
     return f"one run after another in the study process, {th} (`--jobs 1`)"
 
 
+def data_lines(data, runs):
+    """The report's "Data" section: each dataset's files, their sha256, whether they are the
+    official ones; and the digest of each run's training images (what its checkpoint records)."""
+    if not data:
+        return []
+    official = {True: "the official files", False: "**not** the official files (another copy, e.g. a "
+                "mirror or a rebuilt archive: the numbers may differ from the paper's data)",
+                None: "official or not unknown (tensorflow-datasets, which holds the official "
+                "checksums, is not installed)"}
+    out = ["## Data", ""]
+    for ds, d in data.items():
+        out += [f"- {ds}: {official[d.get('official')]}; fingerprint `{d['fingerprint']}` "
+                f"(`sha256sum` of the files below, then of that list)"]
+        out += [f"  - `{rel}` sha256 `{digest}`" for rel, digest in d["files"].items()]
+    out += [f"- {RUN_TITLES.get(r, r)} trained on images with sha256 `{m['train_images_sha256']}`"
+            for r, m in runs.items() if m.get("train_images_sha256")]
+    return out + [""]
+
+
 def render(summary, figure_paths, explorer_paths=None):
     """The whole REPORT.md text.
 
@@ -269,6 +288,9 @@ def render(summary, figure_paths, explorer_paths=None):
            f"{st['peak_rss_all_mib']:.0f} MiB." if st.get("jobs", 1) > 1 and st.get("runs_trained_here")
            else "."),
         "",
+    ]
+    out += data_lines(st.get("data"), runs)
+    out += [
         "## The paper's claims, checked",
         "",
         "Each verdict is computed from the numbers by the stated criterion "
