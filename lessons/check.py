@@ -389,6 +389,7 @@ def capstone_run(fns, beta, data_dir, seed=0, steps=1500):
     reference) and ``pca_knn`` (PCA with 8 components, the same kNN);
     ``originals`` and ``recon``: 10 test images and their reconstructions from mu.
     """
+    from tinyvae import evaluate as ev
     from tinyvae import probes as pr
     from tinyvae.data import to_float
     (x_train, y_train), (x_test, y_test) = _mnist(str(data_dir))

@@ -120,10 +120,19 @@ def bad_input_results(tmp_path_factory):
               out_dir=tmp / "existing", data_dir=data_dir, progress=False)
     cases = bad_input_cases(data_dir, tmp)
     assert IN_SUBPROCESS <= set(cases)
+    by_out = {}                  # cases on one --out take turns: its lock admits one trainer at a time
+    for name, (args, _) in cases.items():
+        if name in IN_SUBPROCESS:
+            out = args[args.index("--out") + 1] if "--out" in args else name
+            by_out.setdefault(str(out), []).append(name)
+
+    def run_in_turn(names):
+        return {name: run_cli(cases[name][0]) for name in names}
+
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futures = {name: pool.submit(run_cli, args) for name, (args, _) in cases.items()
-                   if name in IN_SUBPROCESS}
-        results = {name: f.result() for name, f in futures.items()}
+        results = {}
+        for part in pool.map(run_in_turn, by_out.values()):
+            results.update(part)
     results.update({name: run_main(args) for name, (args, _) in cases.items() if name not in IN_SUBPROCESS})
     return cases, results, tmp
 
