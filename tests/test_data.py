@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinyvae import data, download
+from tinyvae import data, download, formats
 from tinyvae.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(0)
@@ -103,7 +103,7 @@ def write_cifar(root, payload):
 @pytest.mark.parametrize("code", [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E])
 def test_read_idx_round_trip(code):
     array = RNG.integers(0, 100, (4, 3, 2))
-    got = data.read_idx(idx_bytes(array, code))
+    got = formats.read_idx(idx_bytes(array, code))
     assert got.shape == (4, 3, 2) and got.dtype.isnative and got.flags.writeable
     np.testing.assert_array_equal(got, array)
 
@@ -122,7 +122,7 @@ VALID_IDX = idx_bytes(np.arange(6, dtype=np.uint8).reshape(2, 3))
 ])
 def test_read_idx_rejects(bad, words):
     with pytest.raises(DataError, match=words):
-        data.read_idx(bad)
+        formats.read_idx(bad)
 
 
 # --------------------------------------------------------------------------- MNIST files
@@ -409,7 +409,7 @@ def test_out_of_memory_is_a_data_error(tmp_path, monkeypatch):
     def exhausted(*args):
         raise MemoryError
 
-    monkeypatch.setattr(data, "_read_idx_gz", exhausted)
+    monkeypatch.setattr(data, "read_idx_gz", exhausted)
     with pytest.raises(DataError, match="not enough memory to load the train split"):
         data.load("mnist", "train", tmp_path)
 
@@ -535,7 +535,7 @@ def mutated(draw, valid):
 
 def _idx_ok_or_data_error(blob):
     try:
-        array = data.read_idx(blob)
+        array = formats.read_idx(blob)
     except DataError:
         return
     assert array.ndim == blob[3]

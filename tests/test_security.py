@@ -104,7 +104,7 @@ def test_package_source_is_clean(path):
 
 def test_archives_are_read_by_name():
     """The two archive readers open members by name into memory."""
-    data = (PACKAGE / "data.py").read_text()
+    data = (PACKAGE / "formats.py").read_text()
     checkpoint = (PACKAGE / "checkpoint.py").read_text()
     assert "if member.name in names:" in data and "tar.fileobj.read(member.size)" in data
     assert "zf.open(info)" in checkpoint and "np.load(" not in checkpoint

@@ -56,16 +56,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import os
 import pathlib
-import tarfile
 from typing import Sequence
 
 import numpy as np
 
-from .checked_io import CHUNK, Damage, StrictTarInfo, damaged, fix_hint, reading
+from .checked_io import damaged, fix_hint
 from .errors import ConfigError, DataError
+from .formats import CIFAR_MEMBERS, CIFAR_RECORD, cifar_labels, read_idx_gz, read_cifar_archive
 
 DATASETS = ("mnist", "cifar10")
 SPLITS = ("train", "test")
@@ -84,17 +83,6 @@ _MNIST_FILES = {  # split -> (images file, labels file)
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 _CIFAR_ARCHIVE = "cifar10/cifar-10-binary.tar.gz"
-_CIFAR_MEMBERS = {
-    "train": tuple(f"cifar-10-batches-bin/data_batch_{i}.bin" for i in range(1, 6)),
-    "test": ("cifar-10-batches-bin/test_batch.bin",),
-}
-_CIFAR_RECORD = 1 + 32 * 32 * 3  # label byte + R, G, B planes
-_CIFAR_BATCH = 10000  # records in each official batch file, the most any may hold
-_CIFAR_BATCHES = {name for names in _CIFAR_MEMBERS.values() for name in names}
-_CIFAR_LIMIT = len(_CIFAR_BATCHES) * _CIFAR_BATCH * _CIFAR_RECORD + (16 << 20)  # tar bytes, all told
-_CIFAR_EXTRA = 1 << 20  # largest other member (the official readme.html is 88 bytes)
-_CIFAR_MAX_MEMBERS = 64  # the official archive has 8
-_TAR_HEADER_BUDGET = 4 << 20  # bytes one member's headers (pax, long names, sparse maps) may take
 
 #: Files of each dataset, relative to the data dir -> official download URL.
 OFFICIAL_URLS = {
@@ -102,10 +90,6 @@ OFFICIAL_URLS = {
               for pair in _MNIST_FILES.values() for name in pair},
     "cifar10": {_CIFAR_ARCHIVE: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"},
 }
-
-# IDX type codes -> big-endian NumPy dtypes.
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
 
 # --------------------------------------------------------------------------- paths
 
@@ -183,84 +167,6 @@ def _memory_error_is_data_error(loader):
 # --------------------------------------------------------------------------- MNIST
 
 
-def _idx_header(data: bytes):
-    """Parse the IDX header at the start of ``data`` -> (dtype, dims, header length); DataError if bad."""
-    if len(data) < 4:
-        raise DataError(f"IDX data too short for a header: {len(data)} bytes")
-    if data[0] != 0 or data[1] != 0:
-        raise DataError(f"not an IDX file: magic starts {data[:2].hex()}, expected 0000")
-    code, ndim = data[2], data[3]
-    if code not in _IDX_DTYPES:
-        raise DataError(f"IDX type code 0x{code:02x} unknown; known: "
-                        + ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES))
-    if ndim == 0:
-        raise DataError("IDX header has 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"IDX header truncated: {ndim} dimensions need {header} bytes, got {len(data)}")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    return np.dtype(_IDX_DTYPES[code]), dims, header
-
-
-def read_idx(data: bytes) -> np.ndarray:
-    """Parse an (uncompressed) IDX file.
-
-    Parameters
-    ----------
-    data : bytes
-        The whole file: magic ``00 00 <type> <ndim>``, ``ndim`` big-endian int32
-        dimensions, then exactly ``prod(dims)`` big-endian items.
-
-    Returns
-    -------
-    np.ndarray
-        A new, writable array of shape ``dims`` in native byte order
-        (uint8 for MNIST).
-
-    Raises
-    ------
-    DataError
-        Bad magic, unknown type code, no dimensions, or a payload whose length
-        is not exactly the one the header announces.
-    """
-    data = bytes(data)
-    dtype, dims, header = _idx_header(data)
-    expected = dtype.itemsize * math.prod(dims)
-    if len(data) - header != expected:
-        raise DataError(f"IDX payload is {len(data) - header} bytes, header {dims} of "
-                        f"{dtype.name} announces {expected}")
-    array = np.frombuffer(data, dtype, offset=header).reshape(dims)
-    return array.astype(dtype.newbyteorder("="))
-
-
-def _read_idx_gz(path: pathlib.Path, shape: tuple, most: int) -> np.ndarray:
-    """Read a gzipped IDX file of uint8 items, shape ``(n, *shape)`` with ``n <= most``, to its end."""
-    what = "images" if shape else "labels"
-    item = math.prod(shape)
-    limit = 4 + 4 * 255 + most * item
-    with reading(path, "mnist", limit, f"it decompresses to more than {limit} bytes, more than "
-                  f"{most} MNIST {what}") as gz:
-        head = gz.read(4)
-        head += gz.read(4 * head[3]) if len(head) == 4 else b""
-        try:
-            dtype, dims, _ = _idx_header(head)
-        except DataError as e:
-            raise Damage(str(e)) from None
-        if dtype != np.uint8 or dims[1:] != shape:
-            expected = f"uint8 images of shape (N, {', '.join(map(str, shape))})" if shape else \
-                "a uint8 vector of labels"
-            raise Damage(f"expected {expected}, got {dtype.name} {dims}")
-        if dims[0] > most:
-            raise Damage(f"its header announces {dims[0]} {what}, more than the {most} of the split")
-        expected = dims[0] * item
-        payload = gz.read(expected)
-        if len(payload) != expected:
-            raise Damage(f"IDX payload is {len(payload)} bytes, header {dims} of uint8 announces {expected}")
-        if gz.read(1):
-            raise Damage(f"IDX payload is longer than the {expected} bytes its header {dims} announces")
-    return np.frombuffer(payload, np.uint8).reshape(dims).copy()
-
-
 @_memory_error_is_data_error
 def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None):
     """Load an MNIST split.
@@ -282,8 +188,8 @@ def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None):
     root = require("mnist", data_dir)
     images_path, labels_path = (root / "mnist" / name for name in _MNIST_FILES[split])
     most = SPLIT_SIZES["mnist"][split]
-    images = _read_idx_gz(images_path, (28, 28), most)  # (N, 28, 28)
-    labels = _read_idx_gz(labels_path, (), most)  # (N,)
+    images = read_idx_gz(images_path, (28, 28), most)  # (N, 28, 28)
+    labels = read_idx_gz(labels_path, (), most)  # (N,)
     if len(images) != len(labels):
         raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
                         f"labels.\nOne of them is damaged or comes from another copy: {fix_hint('mnist')}.")
@@ -293,80 +199,6 @@ def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None):
 
 
 # --------------------------------------------------------------------------- CIFAR-10
-
-
-def _check_batch(member: tarfile.TarInfo, records: int | None) -> None:
-    if not member.isreg() or member.issparse():
-        raise Damage(f"member {member.name} is not a regular file")
-    n, rest = divmod(member.size, _CIFAR_RECORD)
-    if rest or n == 0:
-        raise Damage(f"member {member.name} is {member.size} bytes, not a whole number of "
-                      f"{_CIFAR_RECORD}-byte records")
-    if records is not None and n != records:
-        raise Damage(f"member {member.name} holds {n} records, expected {records}")
-    if n > _CIFAR_BATCH:
-        raise Damage(f"member {member.name} holds {n} records, more than the {_CIFAR_BATCH} of a batch")
-
-
-def _read_cifar_archive(path: pathlib.Path, names: Sequence[str], records: int | None) -> dict[str, bytes]:
-    """The members ``names`` of the CIFAR-10 archive, in one pass to the end of the archive.
-
-    Every batch member, wanted or not, must be a plain regular file of
-    ``records`` records (None: any whole number up to 10000) and appear once;
-    other members may only be folders or small regular files; the tar data
-    must end with its end-of-archive marker and nothing but zeros after it.
-    """
-    found, seen = {}, set()
-    budget = f"one member's tar headers take more than {_TAR_HEADER_BUDGET} bytes: the archive is corrupt"
-    total = f"it decompresses to more than {_CIFAR_LIMIT} bytes, more than a CIFAR-10 archive holds"
-    with reading(path, "cifar10", _TAR_HEADER_BUDGET, budget) as gz:
-        try:
-            with tarfile.open(fileobj=gz, mode="r|", bufsize=CHUNK, tarinfo=StrictTarInfo) as tar:
-                skip = 0  # data of the last member that next() will step over
-                while True:
-                    gz.limit, gz.limit_why = min(gz.produced + skip + _TAR_HEADER_BUDGET, _CIFAR_LIMIT), budget
-                    member = tar.next()
-                    if member is None:
-                        break
-                    gz.limit, gz.limit_why = _CIFAR_LIMIT, total
-                    if len(seen) == _CIFAR_MAX_MEMBERS:
-                        raise Damage(f"more than {_CIFAR_MAX_MEMBERS} members (CIFAR-10 has 8)")
-                    if member.name in _CIFAR_BATCHES:
-                        if member.name in seen:
-                            raise Damage(f"member {member.name} appears twice")
-                        _check_batch(member, records)
-                    elif member.isdir():
-                        pass
-                    elif not member.isreg() or member.issparse():
-                        raise Damage(f"unexpected member {member.name!r}: not a regular file or folder")
-                    elif member.size > _CIFAR_EXTRA:
-                        raise Damage(f"unexpected member {member.name!r} of {member.size} bytes")
-                    seen.add(member.name)
-                    skip = member.size
-                    if member.name in names:  # straight from the stream: extractfile() copies twice more
-                        tar.fileobj.seek(member.offset_data)
-                        found[member.name] = tar.fileobj.read(member.size)
-                        if len(found[member.name]) != member.size:
-                            raise Damage(f"the tar data ends inside member {member.name}: the archive is truncated")
-                gz.limit = gz.produced + _TAR_HEADER_BUDGET  # tar pads its end to a record, a few KiB
-                gz.limit_why = f"more than {_TAR_HEADER_BUDGET} bytes follow the tar end-of-archive marker"
-                while block := tar.fileobj.read(CHUNK):
-                    if block.count(0) != len(block):
-                        raise Damage("data follows the tar end-of-archive marker")
-        except (tarfile.TarError, EOFError, ValueError, IndexError, KeyError, OverflowError) as e:
-            raise Damage(f"the archive is corrupt ({type(e).__name__}: {e})") from None
-        missing = [n for n in names if n not in found]
-        if missing:
-            raise Damage(f"the archive lacks member(s) {', '.join(missing)}")
-    return found
-
-
-def _cifar_labels(rows: np.ndarray, path: pathlib.Path, name: str) -> np.ndarray:
-    """The label column of one batch's records (n, 3073) -> int64 (n,); DataError if one is not 0..9."""
-    labels = rows[:, 0].astype(np.int64)  # (n,)
-    if labels.max() > 9:
-        raise damaged(path, "cifar10", f"member {name}: label {labels.max()} outside 0..9")
-    return labels
 
 
 @_memory_error_is_data_error
@@ -396,10 +228,10 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
                                          or isinstance(records_per_file, bool) or records_per_file < 1):
         raise ConfigError(f"records_per_file must be a positive integer or None, got {records_per_file!r}")
     path = require("cifar10", data_dir) / _CIFAR_ARCHIVE
-    names = _CIFAR_MEMBERS[split]
-    members = _read_cifar_archive(path, names, records_per_file)
-    batches = [np.frombuffer(members[name], np.uint8).reshape(-1, _CIFAR_RECORD) for name in names]  # (n, 3073)
-    labels = np.concatenate([_cifar_labels(rows, path, name) for rows, name in zip(batches, names)])  # (N,)
+    names = CIFAR_MEMBERS[split]
+    members = read_cifar_archive(path, names, records_per_file)
+    batches = [np.frombuffer(members[name], np.uint8).reshape(-1, CIFAR_RECORD) for name in names]  # (n, 3073)
+    labels = np.concatenate([cifar_labels(rows, path, name) for rows, name in zip(batches, names)])  # (N,)
     images = np.empty((len(labels), 32, 32, 3), np.uint8)  # (N, 32, 32, 3)
     pixels = images.reshape(len(labels), 32 * 32, 3)  # (N, 1024, 3), a view
     start = 0
