@@ -51,3 +51,14 @@ def test_run_split_covers_every_index_once():
 def test_bad_thread_counts_are_refused(bad):
     with pytest.raises(ConfigError):
         set_threads(bad)
+
+
+@pytest.mark.parametrize("load, free", [(0.0, 4), (0.7, 4), (0.75, 3), (1.6, 3), (2.8, 1), (9.0, 1)])
+def test_free_cores_follow_the_load_average(monkeypatch, load, free):
+    from tinyvae import threads
+    monkeypatch.setattr(threads, "cores", lambda: 4)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    assert threads.free_cores() == free
+    n, why = threads.default_threads()
+    assert n == free and f"{free} of 4 cores free" in why and "--threads" in why
+    assert threads.default_threads(3) == (3, "3 thread(s) (--threads)")

@@ -28,12 +28,13 @@ def cores():
 
 
 def free_cores():
-    """The cores other work leaves free: cores minus the 1-minute load average, rounded, at least 1."""
+    """The cores other work leaves free, at least 1: a core counts as busy once the 1-minute
+    load average has reached 3/4 of it (the load of a command that just ended lingers)."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):            # no load average here: assume a quiet machine
         load = 0.0
-    return max(1, min(cores(), cores() - int(load + 0.5)))
+    return max(1, min(cores(), cores() - int(load + 0.25)))
 
 
 def default_threads(threads=None):
