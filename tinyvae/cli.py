@@ -1,4 +1,4 @@
-"""Command line: ``python -m tinyvae {train,summary,fetch,bench} ...``.
+"""Command line: ``python -m tinyvae {train,summary,fetch,bench,explore} ...``.
 
 Every error tinyvae raises on purpose (:class:`tinyvae.errors.TinyVAEError`)
 is printed as one message and ends the program with status 2, without a
@@ -76,7 +76,7 @@ def add_train_args(p, threads_help="pin numba and BLAS to this many threads (def
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m tinyvae",
-        description="Convolutional VAEs from scratch in NumPy: train, inspect, fetch data, benchmark.",
+        description="Convolutional VAEs from scratch in NumPy: train, inspect, fetch data, benchmark, explore a latent space.",
         epilog="Errors print one message and exit with status 2. "
                "Run 'python -m tinyvae COMMAND --help' for a command's flags.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
