@@ -76,7 +76,8 @@ def add_train_args(p, threads_help="pin numba and BLAS to this many threads (def
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m tinyvae",
-        description="Convolutional VAEs from scratch in NumPy: train, inspect, fetch data, benchmark, explore a latent space.",
+        description="Convolutional VAEs from scratch in NumPy: train, inspect, fetch data, benchmark, "
+                    "explore a latent space.",
         epilog="Errors print one message and exit with status 2. "
                "Run 'python -m tinyvae COMMAND --help' for a command's flags.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
