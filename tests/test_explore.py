@@ -42,7 +42,14 @@ SHARPEN = {"simple": 1e4, "highdim": 3e3}
 def explore_cli(*args, **kw):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "tinyvae", "explore", *map(str, args)], cwd=ROOT, env=env,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_ctrl_c_stops, **kw)
+
+
+def _ctrl_c_stops():
+    """In the server's process, before Python starts: SIGINT at its default, even where the
+    test suite itself runs with SIGINT ignored (a background job), so that stop() can use it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def explore_run(*args):
