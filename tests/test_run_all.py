@@ -74,6 +74,12 @@ def test_quick_study_writes_every_figure_and_report(quick):
                      r"deep_cifar10, ", p.stdout), p.stdout[:2000]
     assert "- Training: 2 runs at a time, each in its own process with 1 thread (`--jobs 2`)." in report
     assert "of all its processes together" in report
+    for run in ("simple_mnist", "simple_cifar10", "deep_cifar10"):     # a static explorer per 2-D run
+        page = out / f"explore_{run}.html"
+        assert page.is_file() and f"](explore_{run}.html)" in report, run
+        text = page.read_text()
+        assert "<canvas" in text and not re.search(r'(src|href)="https?://', text)   # nothing fetched
+    assert not (out / "explore_highdim_cifar10.html").exists()
 
 
 def _numbers(obj, path="metrics"):
