@@ -15,6 +15,8 @@ from tinyvae.data import OFFICIAL_URLS, resolve_data_dir
 # No test reaches the internet: a run that finds data missing fails instead of downloading
 # (tests/test_fresh_machine.py turns downloads back on, from a server on 127.0.0.1).
 os.environ["TINYVAE_NO_DOWNLOAD"] = "1"
+# ...and the official URLs and digests are tfds's, whatever mirror the shell names.
+os.environ.pop("TINYVAE_RESOURCES", None)
 
 
 def _in_ci() -> bool:
