@@ -156,7 +156,8 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, *, timeout: f
     _check_dataset(dataset)
     root = resolve_data_dir(data_dir)
     _require_tfds()
-    if resources is None and _resources_from_env(dataset) is None:
+    official = resources is None and _resources_from_env(dataset) is None
+    if official:                              # the same URLs official_resources gives, probed
         urls = [url for rel, url in OFFICIAL_URLS[dataset].items() if not (root / rel).is_file()]
         _probe_hosts(urls, timeout)           # before tfds's registry loads: offline fails fast
     files = list(official_resources(dataset) if resources is None else resources)
@@ -167,7 +168,8 @@ def fetch(dataset: str, data_dir: str | os.PathLike | None = None, *, timeout: f
     todo = [f for f in files if not (root / f.path).is_file()]
     if not todo:
         return []
-    _probe_hosts([f.url for f in todo], timeout)
+    if not official:
+        _probe_hosts([f.url for f in todo], timeout)
 
     from tensorflow_datasets.core import utils as tfds_utils
     from tensorflow_datasets.core.download import checksums, download_manager
