@@ -179,12 +179,15 @@ class StubModel:
 
     image_shape = (2, 2, 1)
     dtype = np.dtype(np.float64)
+    likelihood = "gaussian"
 
     def encode(self, x):
         return np.zeros((len(x), 2)), np.zeros((len(x), 2))
 
-    def decode(self, z):
+    def decode_output(self, z):
         return np.full((len(z), 2, 2, 1), 0.5)
+
+    decode = decode_output
 
 
 def test_negative_elbo_on_a_hand_computed_example():

@@ -23,6 +23,9 @@ ARCHS = {
 }
 
 
+LIKELIHOODS = ("gaussian", "bernoulli")    # the decoder's: squared error (the paper's) or cross-entropy
+
+
 def get_arch(name):
     """The :class:`Arch` called ``name``, or a ConfigError listing the names."""
     if isinstance(name, Arch):

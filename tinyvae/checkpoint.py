@@ -225,7 +225,9 @@ def read_config(a, path="checkpoint"):
     return config
 
 
-SAME_RUN = ("model", "dataset", "batch_size", "lr", "seed", "train_subset", "test_subset")
+SAME_RUN = ("model", "dataset", "batch_size", "lr", "seed", "train_subset", "test_subset", "beta",
+            "likelihood")
+ADDED_LATER = {"beta": None, "likelihood": "gaussian"}   # what checkpoints without these fields used
 
 
 def check_resumable(a, path, cfg, train_sha256):
@@ -238,7 +240,7 @@ def check_resumable(a, path, cfg, train_sha256):
     stored_cfg = read_config(a, path)
     diverged = read_optional(a, "state/changes", path, {}).get("diverged")
     for k in SAME_RUN:
-        theirs = stored_cfg.get(k)
+        theirs = stored_cfg.get(k, ADDED_LATER.get(k))
         if k == "lr" and diverged and isinstance(theirs, float):
             continue
         if theirs != cfg[k] or type(theirs) is bool:

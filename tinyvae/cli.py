@@ -13,7 +13,7 @@ import sys
 from . import explore
 from .errors import ConfigError, Interrupted, TinyVAEError
 from .threads import default_threads, thread_limit
-from .archs import ARCHS, IMAGE_SHAPES
+from .archs import ARCHS, IMAGE_SHAPES, LIKELIHOODS
 
 
 def positive_int(text):
@@ -43,6 +43,16 @@ def positive_float(text):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not (v > 0 and v != float("inf")):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+def nonnegative_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (v >= 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return v
 
 
@@ -97,6 +107,11 @@ def build_parser():
                    help="evaluate on this many test images (default all)")
     t.add_argument("--checkpoint-every", type=nonnegative_int, default=0,
                    help="also checkpoint every N steps (default 0: each epoch only)")
+    t.add_argument("--beta", type=nonnegative_float, default=None,
+                   help="KL weight (default the model's: 0.5 for deep, 1 otherwise)")
+    t.add_argument("--likelihood", choices=list(LIKELIHOODS), default="gaussian",
+                   help="decoder: gaussian (squared error, the paper's; default) or bernoulli "
+                        "(binary cross-entropy on logits)")
     t.add_argument("--out", required=True, help="output folder (created if needed)")
     add_train_args(t)
 
@@ -125,7 +140,8 @@ def cmd_train(args):
     cfg = TrainConfig(model=args.model, dataset=args.dataset, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       train_subset=args.train_subset, test_subset=args.test_subset,
-                      checkpoint_every=args.checkpoint_every).validate()
+                      checkpoint_every=args.checkpoint_every, beta=args.beta,
+                      likelihood=args.likelihood).validate()
     check_backend(args.backend)
     check_out_dir(args.out, create=False)
     ensure([cfg.dataset], args.data_dir, download=not args.no_download, log=_say)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .archs import get_arch, image_shape_of
+from .archs import LIKELIHOODS, get_arch, image_shape_of
 from .data import load
 from .errors import ConfigError
 from .evaluate import check_uint8_images
@@ -23,7 +23,10 @@ class TrainConfig:
 
     ``train_subset`` / ``test_subset``: use only that many images, chosen at
     random with the seed (None: all). ``checkpoint_every``: also checkpoint
-    every that many steps (0: only at the end of each epoch).
+    every that many steps (0: only at the end of each epoch). ``beta``: the KL
+    weight (None: the architecture's, 0.5 for deep and 1 otherwise).
+    ``likelihood``: the decoder's, ``"gaussian"`` (squared error, the paper's)
+    or ``"bernoulli"`` (binary cross-entropy on logits).
     """
     model: str = "simple"
     dataset: str = "mnist"
@@ -34,6 +37,8 @@ class TrainConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     checkpoint_every: int = 0
+    beta: float | None = None
+    likelihood: str = "gaussian"
 
     def validate(self):
         """Raise ConfigError naming the first bad field and what is accepted."""
@@ -50,8 +55,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not _is_int(v) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer or None, got {v!r}")
-        if isinstance(self.lr, (bool, np.bool_)) or not isinstance(self.lr, (int, float, np.integer, np.floating)) \
-                or not (math.isfinite(self.lr) and self.lr > 0):
+        if not _is_number(self.lr) or not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
@@ -59,11 +63,25 @@ class TrainConfig:
             if getattr(self, name) is not None:                # NumPy numbers -> plain ones (JSON)
                 setattr(self, name, int(getattr(self, name)))
         self.lr = float(self.lr)
+        if self.beta is not None:
+            if not _is_number(self.beta) or not (math.isfinite(self.beta) and self.beta >= 0):
+                raise ConfigError(f"beta must be a finite number >= 0 or None, got {self.beta!r}")
+            self.beta = float(self.beta)
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         return self
+
+    def effective_beta(self):
+        """The KL weight this run trains with: ``beta``, or the architecture's."""
+        return get_arch(self.model).beta if self.beta is None else self.beta
 
 
 def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_number(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def streams(seed):

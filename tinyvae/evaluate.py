@@ -28,9 +28,10 @@ Conventions
 """
 import numpy as np
 
+from .archs import LIKELIHOODS
 from .data import PIXEL_SCALE, to_float
 from .errors import ConfigError
-from .layers import Sigmoid, reparam_forward
+from .layers import Sigmoid, reparam_forward, sigmoid_forward
 from .losses import HISTORY_KEYS, bce_with_logits, kl_per_dim as _kl_per_dim, kl_per_image
 from .probes import _as_2d, _flat
 
@@ -140,12 +141,16 @@ def dequantized_sse(x, xhat, scale=PIXEL_SCALE):
 
 def negative_elbo_terms(model, images, seed, batch_size=100, variance=DECODER_VARIANCE,
                         scale=PIXEL_SCALE):
-    """Per-image terms of the negative ELBO under the Gaussian decoder.
+    """Per-image terms of the negative ELBO under the model's decoder likelihood.
 
     One ``z = mu + exp(logvar / 2) * eps`` per image, with ``eps`` drawn from
     ``numpy.random.default_rng(seed)`` batch by batch exactly as
     :func:`mean_loss` draws it, so passing the run's evaluation
     seed (``streams(cfg.seed)[3]``) gives the same samples as its test loss.
+    Gaussian decoder: ``-log p(x | z) = SSE / (2 variance) + const``;
+    Bernoulli decoder: the binary cross-entropy of the logits
+    (:func:`tinyvae.losses.bce_with_logits`), which is not a density over
+    continuous pixels, so its dequantized terms are NaN.
 
     Parameters
     ----------
@@ -153,37 +158,46 @@ def negative_elbo_terms(model, images, seed, batch_size=100, variance=DECODER_VA
     images : (N, H, W, C) uint8
     seed : int or numpy.random.SeedSequence
     batch_size : images per forward pass (keep <= 200 for memory)
-    variance : the decoder's fixed variance (1/2 is what squared error implies)
+    variance : the Gaussian decoder's fixed variance (1/2 is what squared error implies)
 
     Returns
     -------
-    dict of (N,) float64 arrays: ``sse`` (the training loss's rec term),
-    ``sse_dequantized`` (:func:`dequantized_sse`), ``kl`` (weight 1),
-    ``nelbo`` (nats, density of ``x = pixels / scale``) and
+    dict of (N,) float64 arrays: ``sse`` (squared error of the decoder's mean
+    image, the Gaussian training loss's rec term), ``sse_dequantized``
+    (:func:`dequantized_sse`), ``rec_nll`` (``-log p(x | z)``, nats), ``kl``
+    (weight 1), ``nelbo`` (nats, density of ``x = pixels / scale``) and
     ``nelbo_dequantized`` (nats, averaged over the dequantization noise);
     and the encoder's ``mu`` and ``logvar``, (N, L) each in the model's dtype
     """
     rng = np.random.default_rng(seed)
     n = len(images)
     d = int(np.prod(model.image_shape))
-    sse, sse_dq, kl = (np.empty(n) for _ in range(3))      # (N,) each
+    sse, sse_dq, rec_nll, kl = (np.empty(n) for _ in range(4))        # (N,) each
     mus = np.empty((n, model.arch.latent), dtype=model.dtype)             # (N, L)
     logvars = np.empty((n, model.arch.latent), dtype=model.dtype)         # (N, L)
+    gaussian = model.likelihood == "gaussian"
     for i in range(0, n, batch_size):
         x = to_float(images[i:i + batch_size], model.dtype)            # (B, H, W, C)
         eps = rng.standard_normal((len(x), model.arch.latent), dtype=model.dtype)  # (B, L)
         mu, logvar = model.encode(x)                                    # (B, L) twice
         mus[i:i + len(x)], logvars[i:i + len(x)] = mu, logvar
         z, _ = reparam_forward(mu, logvar, eps)                         # (B, L)
-        xhat = model.decode(z)                                          # (B, H, W, C)
+        out = model.decode_output(z)                                    # (B, H, W, C)
+        xhat = out if gaussian else sigmoid_forward(out)[0]             # (B, H, W, C)
         diff = (xhat - x).reshape(len(x), -1).astype(np.float64)        # (B, D)
         sse[i:i + len(x)] = np.einsum("nd,nd->n", diff, diff)
         sse_dq[i:i + len(x)] = dequantized_sse(x, xhat, scale)
+        if not gaussian:
+            rec_nll[i:i + len(x)] = bce_with_logits(out, x)
         kl[i:i + len(x)] = kl_per_image(mu.astype(np.float64), logvar.astype(np.float64))  # (B,)
-    const = gaussian_nll_const(d, variance)
-    return {"sse": sse, "sse_dequantized": sse_dq, "kl": kl,
-            "nelbo": sse / (2 * variance) + const + kl,
-            "nelbo_dequantized": sse_dq / (2 * variance) + const + kl,
+    if gaussian:
+        const = gaussian_nll_const(d, variance)
+        rec_nll = sse / (2 * variance) + const
+        rec_dq = sse_dq / (2 * variance) + const
+    else:
+        rec_dq = np.full(n, np.nan)
+    return {"sse": sse, "sse_dequantized": sse_dq, "rec_nll": rec_nll, "kl": kl,
+            "nelbo": rec_nll + kl, "nelbo_dequantized": rec_dq + kl,
             "mu": mus, "logvar": logvars}
 
 
@@ -208,9 +222,6 @@ def bits_per_dim(nats, n_dims, scale=PIXEL_SCALE):
 # --------------------------------------------------------------------------
 # importance-weighted estimate of log p(x) (the IWAE bound)
 # --------------------------------------------------------------------------
-
-LIKELIHOODS = ("gaussian", "bernoulli")
-
 
 def log_mean_exp(a, axis=0):
     """``log(mean(exp(a), axis))`` in float64 without overflow (shift by the max)."""
@@ -252,18 +263,19 @@ def importance_weighted_log_px(encode, log_likelihood, x, k, rng):
     return log_mean_exp(log_w, axis=0)                      # (N,)
 
 
-def decoder_log_likelihood(model, likelihood="gaussian", variance=DECODER_VARIANCE):
+def decoder_log_likelihood(model, likelihood=None, variance=DECODER_VARIANCE):
     """``log p(x | z)`` of a VAE's decoder as a function ``(x, z) -> (N,)`` nats.
 
     ``"gaussian"``: ``N(x; decode(z), variance I)``, the density the squared
     error implies (as :func:`negative_elbo_terms`). ``"bernoulli"``: pixels
-    are Bernoulli with logits the decoder's output before its final Sigmoid
-    layer (:func:`tinyvae.losses.bce_with_logits`). ``x`` : (N, H, W, C) floats in [0, 1].
+    are Bernoulli with the decoder's logits (for a Gaussian-trained model, its
+    output before the final Sigmoid; :func:`tinyvae.losses.bce_with_logits`).
+    None: the likelihood the model was trained with.
+    ``x`` : (N, H, W, C) floats in [0, 1].
     """
+    likelihood = model.likelihood if likelihood is None else likelihood
     if likelihood not in LIKELIHOODS:
         raise ConfigError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
-    if not isinstance(model.decoder[-1], Sigmoid):
-        raise ConfigError("the decoder must end in a Sigmoid layer")
     d = int(np.prod(model.image_shape))
 
     def gaussian(x, z):
@@ -271,6 +283,10 @@ def decoder_log_likelihood(model, likelihood="gaussian", variance=DECODER_VARIAN
         return -np.einsum("nd,nd->n", diff, diff) / (2 * variance) - gaussian_nll_const(d, variance)
 
     def bernoulli(x, z):
+        if model.likelihood == "bernoulli":
+            return -bce_with_logits(model.decode_output(z), x)
+        if not isinstance(model.decoder[-1], Sigmoid):
+            raise ConfigError("the decoder must end in a Sigmoid layer")
         h = z.astype(model.dtype)                           # (N, L)
         for layer in model.decoder[:-1]:
             h = layer.forward(h)                            # -> logits (N, H, W, C)
@@ -279,7 +295,7 @@ def decoder_log_likelihood(model, likelihood="gaussian", variance=DECODER_VARIAN
     return gaussian if likelihood == "gaussian" else bernoulli
 
 
-def iwae_log_px(model, images, k, seed, likelihood="gaussian", batch_size=100,
+def iwae_log_px(model, images, k, seed, likelihood=None, batch_size=100,
                 variance=DECODER_VARIANCE):
     """Mean importance-weighted estimate of ``log p(x)`` per image, and its standard error.
 
@@ -290,7 +306,8 @@ def iwae_log_px(model, images, k, seed, likelihood="gaussian", batch_size=100,
         (like ``nelbo`` of :func:`negative_elbo_terms`, not dequantized)
     k : samples from ``q(z | x)`` per image (1: the ELBO; ~100: a much tighter bound)
     seed : int or numpy.random.SeedSequence for the samples
-    likelihood : "gaussian" (fixed ``variance``) or "bernoulli" (see :func:`decoder_log_likelihood`)
+    likelihood : "gaussian" (fixed ``variance``), "bernoulli" or None for the model's
+        (see :func:`decoder_log_likelihood`)
     batch_size : images per pass
 
     Returns

@@ -17,7 +17,11 @@ decoder, the mirror image::
        the first of them keeping the channel count of the reshape; each upsample
        and the transposed conv after it run as one fused layer
        (:class:`tinyvae.layers.UpsampleConvTranspose2D`), 4x cheaper
-    -> ConvTranspose2D(image channels, 3x3, valid) -> Sigmoid
+    -> ConvTranspose2D(image channels, 3x3, valid) -> Sigmoid (Gaussian decoder only)
+
+The Gaussian decoder (the paper's) outputs pixel values in (0, 1) and is
+trained with squared error; the Bernoulli decoder (``likelihood="bernoulli"``)
+outputs logits and is trained with binary cross-entropy on them.
 
 Sizes come out exact: MNIST 5 -> 10 -> 12 -> 24 -> 26 -> 28,
 CIFAR-10 6 -> 12 -> 14 -> 28 -> 30 -> 32. Weights are Glorot-uniform and
@@ -26,9 +30,9 @@ biases zero (Keras' defaults).
 import numpy as np
 
 from . import layers as L
-from .archs import ARCHS, IMAGE_SHAPES, Arch, get_arch, image_shape_of  # noqa: F401 (re-exported)
+from .archs import ARCHS, IMAGE_SHAPES, LIKELIHOODS, Arch, get_arch, image_shape_of  # noqa: F401 (re-exported)
 from .errors import ConfigError
-from .losses import kl_loss, sse_loss
+from .losses import bce_with_logits_loss, kl_loss, sse_loss
 
 
 def _forward(layers, x):
@@ -53,6 +57,9 @@ class VAE:
     rng : numpy Generator used for the initial weights
     dtype : np.float32 for training, np.float64 for gradient checks
     backend : kernel backend, None for ``$TINYVAE_KERNELS`` (default numba)
+    likelihood : "gaussian" (squared error, decoder ends in a Sigmoid) or
+        "bernoulli" (cross-entropy, decoder outputs logits)
+    beta : KL weight of :meth:`loss`; None for the architecture's
 
     Attributes
     ----------
@@ -63,8 +70,13 @@ class VAE:
         Copy an entry to keep it past the next backward pass.
     """
 
-    def __init__(self, arch, image_shape, rng, dtype=np.float32, backend=None):
+    def __init__(self, arch, image_shape, rng, dtype=np.float32, backend=None, likelihood="gaussian",
+                 beta=None):
         self.arch = get_arch(arch)
+        if likelihood not in LIKELIHOODS:
+            raise ConfigError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
+        self.likelihood = likelihood
+        self.beta = self.arch.beta if beta is None else float(beta)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -100,7 +112,9 @@ class VAE:
             self.decoder += [L.UpsampleConvTranspose2D(c_in, c, rng, factor=2, backend=backend, **kw),
                              L.ReLU(backend)]
             c_in = c
-        self.decoder += [L.ConvTranspose2D(c_in, C, rng, backend=backend, **kw), L.Sigmoid()]
+        self.decoder.append(L.ConvTranspose2D(c_in, C, rng, backend=backend, **kw))
+        if likelihood == "gaussian":
+            self.decoder.append(L.Sigmoid())
         out = self._shape_through(self.decoder, (self.arch.latent,))
         if out != self.image_shape:
             raise ConfigError(f"model {self.arch.name!r} decodes to {out}, not to the image shape "
@@ -146,7 +160,7 @@ class VAE:
             rows.append((f"{name} {layer!r}", out, sum(p.size for p in layer.params.values())))
         total = sum(p.size for p in self.params.values())
         width = max(len(r[0]) for r in rows) + 2
-        lines = [f"{self.arch.name} VAE, latent {self.arch.latent}, beta {self.arch.beta}, "
+        lines = [f"{self.arch.name} VAE, latent {self.arch.latent}, beta {self.beta}, {self.likelihood} decoder, "
                  f"images {self.image_shape}"]
         lines.append(f"{'layer':<{width}}{'output shape':<18}{'params':>10}")
         lines += [f"{a:<{width}}{str(b):<18}{c:>10,}" for a, b, c in rows]
@@ -182,7 +196,12 @@ class VAE:
                               f"{'' if shape is None else ' ' + str(z.dtype)}")
 
     def decode(self, z):
-        """z : (N, L) -> xhat (N, H, W, C) in (0, 1)."""
+        """z : (N, L) -> the decoder's mean image xhat (N, H, W, C) in (0, 1)."""
+        out = self.decode_output(z)                      # (N, H, W, C)
+        return out if self.likelihood == "gaussian" else L.sigmoid_forward(out)[0]
+
+    def decode_output(self, z):
+        """z : (N, L) -> the decoder's output (N, H, W, C): pixel means (Gaussian) or logits (Bernoulli)."""
         self.check_latent(z)
         return _forward(self.decoder, z.astype(self.dtype, copy=False))
 
@@ -190,19 +209,19 @@ class VAE:
         """Encode, sample ``z = mu + exp(0.5 * logvar) * eps``, decode.
 
         x : (N, H, W, C); eps : (N, L) standard normal noise.
-        Returns xhat (N, H, W, C), mu (N, L), logvar (N, L).
+        Returns out (N, H, W, C) (:meth:`decode_output`), mu (N, L), logvar (N, L).
         """
         self.check_images(x)
         self.check_latent(eps, "eps", n=len(x))
         mu, logvar = self.encode(x)                      # (N, L) twice
         z, self._reparam_cache = L.reparam_forward(mu, logvar, eps.astype(self.dtype, copy=False))
-        xhat = self.decode(z)                             # (N, H, W, C)
-        return xhat, mu, logvar
+        out = self.decode_output(z)                       # (N, H, W, C)
+        return out, mu, logvar
 
     def backward(self, dxhat, dmu, dlogvar):
         """Back-propagate from the output and the latent statistics.
 
-        dxhat : (N, H, W, C) gradient at the decoder output;
+        dxhat : (N, H, W, C) gradient at the decoder output (:meth:`decode_output`);
         dmu, dlogvar : (N, L) gradients reaching mu and logvar directly (the KL term).
         Overwrites the arrays in :attr:`grads`.
         """
@@ -215,15 +234,17 @@ class VAE:
     def loss(self, x, eps, beta=None, backward=True):
         """The study's loss and (by default) its gradients.
 
-        loss = sum over pixels of (xhat - x)^2 + beta * KL, averaged over the batch.
+        loss = rec + beta * KL, averaged over the batch, with rec the sum over
+        pixels of (xhat - x)^2 (Gaussian) or of the binary cross-entropy of the
+        logits (Bernoulli); ``beta`` defaults to :attr:`beta`.
 
         Returns
         -------
-        dict with ``loss``, ``rec`` (squared-error part) and ``kl`` (unweighted KL)
+        dict with ``loss``, ``rec`` (reconstruction part) and ``kl`` (unweighted KL)
         """
-        beta = self.arch.beta if beta is None else beta
-        xhat, mu, logvar = self.forward(x, eps)
-        rec, dxhat = sse_loss(xhat, x)
+        beta = self.beta if beta is None else beta
+        out, mu, logvar = self.forward(x, eps)
+        rec, dxhat = (sse_loss if self.likelihood == "gaussian" else bce_with_logits_loss)(out, x)
         kl, dmu, dlogvar = kl_loss(mu, logvar)
         if backward:
             self.backward(dxhat, beta * dmu, beta * dlogvar)

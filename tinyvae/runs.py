@@ -178,7 +178,8 @@ def load_run(run_dir, data_dir=None):
     if done is None or done.shape != () or int(done) != 1:
         raise CheckpointError(f"{path} is from an unfinished run; finish it first "
                               f"(python -m tinyvae train ... --out {run_dir} --resume)")
-    model = VAE(cfg.model, image_shape_of(cfg.dataset), np.random.default_rng(0))
+    model = VAE(cfg.model, image_shape_of(cfg.dataset), np.random.default_rng(0),
+                likelihood=cfg.likelihood, beta=cfg.beta)
     for k, v in ckpt.check_params(arrays, model.params, path).items():
         model.params[k][...] = v
     test = load(cfg.dataset, "test", data_dir)

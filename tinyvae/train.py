@@ -66,7 +66,8 @@ class Trainer:
             raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {n} training images; "
                               f"accepted: 1..{n}")
         init_rng, _, self.rng, self.eval_seed = streams(cfg.seed)
-        self.model = VAE(cfg.model, image_shape_of(cfg.dataset), init_rng, np.float32, backend)
+        self.model = VAE(cfg.model, image_shape_of(cfg.dataset), init_rng, np.float32, backend,
+                         likelihood=cfg.likelihood, beta=cfg.beta)
         self.opt = Adam(cfg.lr, backend=backend)
         self.data_sha256 = images_sha256(self.x_train)                  # what a resume must match
         self.runtime = [get_backend(backend), current_threads()]
@@ -287,7 +288,8 @@ class Trainer:
         """The run's summary numbers (what metrics.json holds)."""
         last = self.test_history[-1] if self.test_history else dict.fromkeys(HISTORY_KEYS, float("nan"))
         return {
-            "model": self.cfg.model, "dataset": self.cfg.dataset, "epochs": self.epoch,
+            "model": self.cfg.model, "dataset": self.cfg.dataset, "likelihood": self.cfg.likelihood,
+            "beta": self.cfg.effective_beta(), "epochs": self.epoch,
             "steps": self.global_step, "seconds": round(self.seconds, 3),
             "test_loss": last["loss"], "test_rec": last["rec"], "test_kl": last["kl"],
             "epoch_test": self.test_history, "config": asdict(self.cfg),
