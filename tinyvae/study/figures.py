@@ -20,6 +20,25 @@ CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")   # tab10
 RUN_COLORS = {"simple_mnist": "#1f77b4", "simple_cifar10": "#ff7f0e",
               "highdim_cifar10": "#2ca02c", "deep_cifar10": "#d62728"}
+EXTRA_COLORS = CLASS_COLORS[4:]          # the tab10 colours the paper runs leave free
+EXTRA_STYLES = ("--", ":", "-.")
+
+
+def run_styles(runs):
+    """{run name: (colour, line style)}: paper runs keep ``RUN_COLORS``, solid; other names, sorted,
+    take ``EXTRA_COLORS`` dashed, then dotted, then dash-dotted (distinct for up to 18 of them)."""
+    runs = list(runs)
+    styles = {r: (RUN_COLORS[r], "-") for r in runs if r in RUN_COLORS}
+    for i, r in enumerate(sorted(r for r in runs if r not in RUN_COLORS)):
+        q, c = divmod(i, len(EXTRA_COLORS))
+        styles[r] = (EXTRA_COLORS[c], EXTRA_STYLES[q % len(EXTRA_STYLES)])
+    return styles
+
+
+def run_label(run, sep=", "):
+    """'deep_cifar10_beta1' -> 'deep / cifar10, beta1': model / dataset, then any variant after sep."""
+    parts = run.split("_")
+    return " / ".join(parts[:2]) + "".join(sep + p for p in parts[2:])
 
 
 def _new(width, height):
@@ -98,13 +117,8 @@ def _label_grid(ax, grid_shape, h, w, col_labels=None, row_labels=None, pad=2, t
 
 def _examples_by_class(images, labels, n_classes, per_class):
     """``per_class`` images of each class: returns (per_class * n_classes, H, W, C), row r = r-th example."""
-    labels = np.asarray(labels)
-    picks = []
-    for r in range(per_class):
-        for c in range(n_classes):
-            idx = np.flatnonzero(labels == c)
-            picks.append(idx[r % len(idx)] if len(idx) else 0)
-    return images[np.asarray(picks)]
+    by_class = [np.flatnonzero(np.asarray(labels) == c) for c in range(n_classes)]
+    return images[np.asarray([i[r % len(i)] if len(i) else 0 for r in range(per_class) for i in by_class])]
 
 
 def train_examples(datasets, path, per_class=3):
@@ -269,7 +283,7 @@ def sample_panels(samples, path, title, ncol=8):
         _show(ax, image_grid(s, ncol, pad=1))
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(run.replace("_", " / "), fontsize=10)
+        ax.set_title(run_label(run), fontsize=10)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
@@ -292,7 +306,7 @@ def interpolations(interps, path, title):
         labels = ["image A"] + [f"t={t:.2f}" for t in np.linspace(0, 1, s - 2)] + ["image B"]
         _label_grid(ax, grid.shape, v.shape[2], v.shape[3], labels if ax is axes[0] else None,
                     None, pad=1)
-        ax.set_ylabel(run.replace("_", " / "), fontsize=10)
+        ax.set_ylabel(run_label(run), fontsize=10)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
@@ -303,16 +317,19 @@ def kl_and_activity(kl, activity, threshold, path):
 
     kl, activity : {run name: (L,)}; threshold : the active-unit threshold drawn as a line
     """
+    if set(kl) != set(activity):
+        raise ValueError(f"kl and activity name different runs: {sorted(kl)} vs {sorted(activity)}")
     k = len(kl)
     widths = [max(2, len(v)) for v in kl.values()]
     fig = _new(3.0 + 0.45 * sum(widths), 6)
     axes = fig.subplots(2, k, squeeze=False, gridspec_kw={"width_ratios": widths})
+    styles = run_styles(kl)
     for j, run in enumerate(kl):
         dims = np.arange(1, len(kl[run]) + 1)
-        color = RUN_COLORS.get(run, "#555555")
+        color = styles[run][0]
         a = axes[0, j]
         a.bar(dims, kl[run], color=color)
-        a.set_title(run.replace("_", " / "), fontsize=10)
+        a.set_title(run_label(run, "\n"), fontsize=10)
         a.set_xticks(dims)
         a.set_xlabel("latent dim")
         b = axes[1, j]

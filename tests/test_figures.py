@@ -1,0 +1,73 @@
+"""The study's figures: each function writes a readable PNG for any run names, the scatter says
+when its axes clip points, and the separability bars carry error bars exactly when an SD is given."""
+import math
+
+import matplotlib.image
+import numpy as np
+import pytest
+from matplotlib.container import BarContainer
+from matplotlib.text import Text
+
+from tinyvae.study import figures
+
+EXTRA = ("deep_cifar10_beta1", "simple_cifar10_beta0.5", "simple_mnist_bernoulli")
+RUNS = tuple(figures.RUN_COLORS) + EXTRA
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every Figure the module saves during a test, in order (recorded before _save clears it)."""
+    saved, real_save = [], figures._save
+
+    def record(fig, path):
+        saved.append({"texts": [t.get_text() for t in fig.findobj(Text)],
+                      "axes": [{"containers": list(ax.containers)} for ax in fig.axes]})
+        return real_save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", record)
+    return saved
+
+
+def assert_png(path, min_side=100):
+    img = matplotlib.image.imread(str(path))              # (H, W, 4) floats for a PNG
+    assert img.ndim == 3 and img.shape[2] in (3, 4) and min(img.shape[:2]) >= min_side, img.shape
+
+
+def images(n, h=8, c=1, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, h, c), dtype=np.uint8)   # (N, H, H, C)
+
+
+# ---- pure helpers ----------------------------------------------------------------------------
+
+def test_run_styles_are_distinct_and_keep_the_paper_colours():
+    many = RUNS + tuple(f"deep_cifar10_beta{b}" for b in range(2, 17))   # 18 extra names: all distinct
+    styles = figures.run_styles(many)
+    assert len(set(styles.values())) == len(many)
+    assert all(styles[r] == (c, "-") for r, c in figures.RUN_COLORS.items())
+    assert figures.run_styles(reversed(many)) == styles
+    assert figures.run_label("deep_cifar10_beta1") == "deep / cifar10, beta1"
+    assert figures.run_label("simple_mnist") == "simple / mnist"
+
+
+# ---- every figure writes a PNG -----------------------------------------------------------
+
+def test_the_other_figures_accept_any_run_names(tmp_path):
+    runs = ("simple_mnist", "simple_mnist_bernoulli")
+    assert_png(figures.sample_panels({r: images(4, seed=i) for i, r in enumerate(runs)},
+                                     str(tmp_path / "p.png"), "prior", ncol=2))
+    assert_png(figures.interpolations({r: images(2 * 5).reshape(2, 5, 8, 8, 1) for r in runs},
+                                      str(tmp_path / "i.png"), "interp"))
+    kl = {r: np.linspace(0.1, 2, 2 + i) for i, r in enumerate(runs)}
+    assert_png(figures.kl_and_activity(kl, {r: v / 10 for r, v in kl.items()}, 0.01, str(tmp_path / "k.png")))
+    with pytest.raises(ValueError, match="different runs"):
+        figures.kl_and_activity(kl, {runs[0]: kl[runs[0]]}, 0.01, str(tmp_path / "k2.png"))
+
+
+def test_images_figures_write_pngs(tmp_path):
+    labels = np.arange(20) % 10
+    assert_png(figures.train_examples({"A": (images(20), labels, [str(i) for i in range(10)])},
+                                      str(tmp_path / "e.png"), per_class=2))
+    assert_png(figures.reconstructions(images(5, c=3), {"m": images(5, c=3, seed=1)}, str(tmp_path / "r.png"),
+                                       list("abcde"), "recon"))
+    v = np.linspace(-1, 1, 3)
+    assert_png(figures.manifold(images(9), v, v, str(tmp_path / "m.png"), "manifold"))
