@@ -39,6 +39,21 @@ def images(n, h=8, c=1, seed=0):
 
 # ---- pure helpers ----------------------------------------------------------------------------
 
+def test_clip_limits_count_no_point_outside_a_uniform_cloud():
+    pts = np.random.default_rng(0).uniform(-1, 1, (1000, 2))          # (N, 2)
+    lo, hi, n_out = figures.clip_limits(pts)
+    assert n_out == 0
+    assert np.all(lo < pts.min(0)) and np.all(hi > pts.max(0))
+
+
+def test_clip_limits_count_exactly_the_points_off_the_axes():
+    pts = np.random.default_rng(0).normal(size=(1000, 2))             # (N, 2)
+    pts[:3] = [[50.0, 0.0], [0.0, -80.0], [40.0, 40.0]]
+    lo, hi, n_out = figures.clip_limits(pts)
+    outside = np.any((pts < lo) | (pts > hi), axis=1)
+    assert n_out == outside.sum() >= 3 and outside[:3].all()
+
+
 def test_run_styles_are_distinct_and_keep_the_paper_colours():
     many = RUNS + tuple(f"deep_cifar10_beta{b}" for b in range(2, 17))   # 18 extra names: all distinct
     styles = figures.run_styles(many)
@@ -50,6 +65,27 @@ def test_run_styles_are_distinct_and_keep_the_paper_colours():
 
 
 # ---- every figure writes a PNG -----------------------------------------------------------
+
+@pytest.mark.parametrize("outlier", [False, True])
+def test_latent_scatter_notes_clipping_exactly_when_points_fall_outside(tmp_path, drawn, outlier):
+    rng = np.random.default_rng(1)
+    mu = rng.uniform(-2, 2, (400, 2))                                  # (N, 2)
+    if outlier:
+        mu[0] = [100.0, 100.0]
+    labels = rng.integers(0, 10, 400)                                  # (N,)
+    path = figures.latent_scatter(mu, labels, [f"c{i}" for i in range(10)], "t", str(tmp_path / "s.png"),
+                                  highlight={"vehicles": [0, 1, 8, 9], "animals": [2, 3, 4, 5, 6, 7]})
+    assert_png(path)
+    notes = [t for t in drawn[0]["texts"] if t.startswith("axes clipped")]
+    assert notes == (["axes clipped: 1 of 400 points outside"] * 2 if outlier else [])
+
+
+def test_latent_scatter_groups_use_no_class_colour(tmp_path):
+    assert not set(figures.GROUP_COLORS) & set(figures.CLASS_COLORS)
+    with pytest.raises(ValueError, match="at most 2 groups"):
+        figures.latent_scatter(np.zeros((3, 2)), np.arange(3), ["a", "b", "c"], "t", str(tmp_path / "x.png"),
+                               highlight={"a": [0], "b": [1], "c": [2]})
+
 
 def test_the_other_figures_accept_any_run_names(tmp_path):
     runs = ("simple_mnist", "simple_mnist_bernoulli")

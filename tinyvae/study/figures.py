@@ -22,6 +22,7 @@ RUN_COLORS = {"simple_mnist": "#1f77b4", "simple_cifar10": "#ff7f0e",
               "highdim_cifar10": "#2ca02c", "deep_cifar10": "#d62728"}
 EXTRA_COLORS = CLASS_COLORS[4:]          # the tab10 colours the paper runs leave free
 EXTRA_STYLES = ("--", ":", "-.")
+GROUP_COLORS = ("#000000", "#b0b0b0")    # black and light grey: no class colour of tab10
 
 
 def run_styles(runs):
@@ -139,21 +140,39 @@ def train_examples(datasets, path, per_class=3):
     return _save(fig, path)
 
 
+def clip_limits(points, pct=0.5, margin=0.08):
+    """Axis limits holding the central points, and how many points fall outside them.
+
+    points : (N, 2)
+
+    Returns
+    -------
+    lo, hi : (2,) the ``pct`` and ``100 - pct`` percentiles, widened by ``margin`` of their range
+    n_out : int, the points with a coordinate outside ``[lo, hi]`` (not drawn)
+    """
+    p = np.asarray(points, dtype=np.float64)                        # (N, 2)
+    lo, hi = np.percentile(p, [pct, 100 - pct], axis=0)             # (2,), (2,)
+    pad = margin * (hi - lo + 1e-9)                                 # (2,)
+    lo, hi = lo - pad, hi + pad
+    return lo, hi, int(np.sum(np.any((p < lo) | (p > hi), axis=1)))
+
+
 def latent_scatter(mu, labels, class_names, title, path, highlight=None,
                    highlight_title="the same points, vehicles vs animals"):
     """Figures 2-4: test-set latent means (2-D) coloured by class, class names in the legend.
 
-    mu : (N, 2); labels : (N,); highlight : optional {group name: class indices} drawn as
-    a second panel with the classes merged into groups (e.g. vehicles vs animals)
+    mu : (N, 2); labels : (N,); highlight : optional {group name: class indices}, at most two
+    groups, drawn as a second panel in black and grey (no class colour) with the classes merged.
+    Axes span the 0.5-99.5 percentiles; a note in each panel counts the points left outside.
     """
     mu = np.asarray(mu, dtype=np.float64)                  # (N, 2)
     labels = np.asarray(labels)
+    if highlight is not None and len(highlight) > len(GROUP_COLORS):
+        raise ValueError(f"highlight takes at most {len(GROUP_COLORS)} groups, got {len(highlight)}")
     panels = 1 if highlight is None else 2
     fig = _new(7.2 * panels, 6)
     axes = fig.subplots(1, panels, squeeze=False)[0]
-    lo = np.percentile(mu, 0.5, axis=0)
-    hi = np.percentile(mu, 99.5, axis=0)
-    margin = 0.08 * (hi - lo + 1e-9)
+    lo, hi, n_out = clip_limits(mu)
     size = 3 if len(mu) > 3000 else 8
     order = np.random.default_rng(0).permutation(len(mu))  # no class drawn wholly on top
     ax = axes[0]
@@ -165,23 +184,26 @@ def latent_scatter(mu, labels, class_names, title, path, highlight=None,
     ax.set_title(title, fontsize=11)
     if highlight is not None:
         ax = axes[1]
-        group_colors = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
-        g = np.zeros(len(labels), dtype=int)
-        for i, (name, classes) in enumerate(highlight.items()):
+        g = np.full(len(labels), -1)                       # (N,) group index, -1: in no group
+        for i, classes in enumerate(highlight.values()):
             g[np.isin(labels, classes)] = i
-        ax.scatter(mu[order, 0], mu[order, 1], c=np.array(group_colors)[g[order]], s=size, alpha=0.5,
+        keep = order[g[order] >= 0]
+        ax.scatter(mu[keep, 0], mu[keep, 1], c=np.array(GROUP_COLORS)[g[keep]], s=size, alpha=0.6,
                    linewidths=0, rasterized=True)
         for i, (name, classes) in enumerate(highlight.items()):
-            ax.scatter([], [], c=group_colors[i], s=30,
+            ax.scatter([], [], c=GROUP_COLORS[i], s=30,
                        label=f"{name} ({', '.join(class_names[c] for c in classes)})")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=9, frameon=False)
         ax.set_title(highlight_title, fontsize=11)
     for ax in axes:
-        ax.set_xlim(lo[0] - margin[0], hi[0] + margin[0])
-        ax.set_ylim(lo[1] - margin[1], hi[1] + margin[1])
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
         ax.set_xlabel("latent dim 1 (mean $\\mu_1$)")
         ax.set_ylabel("latent dim 2 (mean $\\mu_2$)")
         ax.grid(alpha=0.3)
+        if n_out:
+            ax.text(0.99, 0.01, f"axes clipped: {n_out} of {len(mu)} points outside", transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
     fig.tight_layout()
     return _save(fig, path)
 
