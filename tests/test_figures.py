@@ -87,6 +87,21 @@ def test_latent_scatter_groups_use_no_class_colour(tmp_path):
                                highlight={"a": [0], "b": [1], "c": [2]})
 
 
+def test_training_curves_add_a_per_pixel_row_for_any_runs(tmp_path, drawn):
+    rng = np.random.default_rng(2)
+    runs = ("simple_mnist", "deep_cifar10", "deep_cifar10_beta1")
+    hist = {r: {k: rng.uniform(1, 100, 30 + i) for k in ("loss", "rec", "kl")} for i, r in enumerate(runs)}
+    dims = {r: 784 if "mnist" in r else 3072 for r in runs}
+    assert_png(figures.training_curves(hist, str(tmp_path / "c.png"), {"deep_cifar10_beta1": 1.0}, dims))
+    assert any("loss / D" in t for t in drawn[0]["texts"]) and len(drawn[0]["axes"]) == 6
+    legend = [t for t in drawn[0]["texts"] if "beta1" in t]
+    assert legend == ["deep / cifar10, beta1 ($\\beta$=1), D=3072"]
+    assert_png(figures.training_curves(hist, str(tmp_path / "c1.png")))
+    assert len(drawn[1]["axes"]) == 3
+    with pytest.raises(ValueError, match="deep_cifar10_beta1"):
+        figures.training_curves(hist, str(tmp_path / "c2.png"), n_dims={r: 1 for r in runs[:-1]})
+
+
 def test_the_other_figures_accept_any_run_names(tmp_path):
     runs = ("simple_mnist", "simple_mnist_bernoulli")
     assert_png(figures.sample_panels({r: images(4, seed=i) for i, r in enumerate(runs)},

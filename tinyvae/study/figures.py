@@ -215,35 +215,48 @@ def _smooth(y, window):
     return np.arange(window - 1, len(y)), (c[window:] - c[:-window]) / window
 
 
-def training_curves(histories, path, betas=None):
+def training_curves(histories, path, betas=None, n_dims=None):
     """Figure 5: per-batch training loss, reconstruction and KL of every run on one canvas.
 
-    histories : {run name: {"loss": (S,), "rec": (S,), "kl": (S,)}}; betas : {run name: beta}
+    histories : {run name: {"loss": (S,), "rec": (S,), "kl": (S,)}}, S may differ by run
+    betas : {run name: beta} shown in the legend
+    n_dims : {run name: D values per image}; adds a row with loss / D and rec / D, so that
+    MNIST (D = 784) and CIFAR-10 (D = 3072) compare per pixel dimension
     """
-    fig = _new(15, 4.6)
-    axes = fig.subplots(1, 3)
+    if n_dims is not None and set(histories) - set(n_dims):
+        raise ValueError(f"n_dims has no D for run(s) {', '.join(sorted(set(histories) - set(n_dims)))}")
+    rows = 1 if n_dims is None else 2
+    fig = _new(15, 4.6 * rows)
+    axes = fig.subplots(rows, 3, squeeze=False)            # (rows, 3)
+    styles = run_styles(histories)
+    labels = {r: run_label(r) + (f" ($\\beta$={betas[r]:g})" if betas and r in betas else "")
+              + (f", D={n_dims[r]}" if n_dims is not None else "") for r in histories}
     longest = max(len(h["loss"]) for h in histories.values())
     window = max(1, longest // 60)
-    titles = {"loss": "training loss (rec + $\\beta$ KL)", "rec": "reconstruction (sum of squared errors)",
-              "kl": "KL divergence (nats)"}
-    for ax, key in zip(axes, ("loss", "rec", "kl")):
+    panels = [(axes[0, 0], "loss", False, "training loss (rec + $\\beta$ KL)"),
+              (axes[0, 1], "rec", False, "reconstruction (squared error; Bernoulli: cross-entropy)"),
+              (axes[0, 2], "kl", False, "KL divergence (nats)")]
+    if rows == 2:
+        panels += [(axes[1, 0], "loss", True, "training loss per pixel dimension (loss / D)"),
+                   (axes[1, 1], "rec", True, "reconstruction per pixel dimension (rec / D)")]
+    for ax, key, per_dim, title in panels:
         for run, h in histories.items():
-            y = np.asarray(h[key])
-            color = RUN_COLORS.get(run)
+            color, ls = styles[run]
+            y = np.asarray(h[key], dtype=np.float64) / (n_dims[run] if per_dim else 1)   # (S,)
             ax.plot(np.arange(len(y)), y, color=color, alpha=0.2, lw=0.6)
-            xs, ys = _smooth(y, window)
-            label = run.replace("_", " / ")
-            if betas and key == "loss":
-                label += f" ($\\beta$={betas[run]:g})"
-            ax.plot(xs, ys, color=color, lw=1.6, label=label)
+            ax.plot(*_smooth(y, window), color=color, ls=ls, lw=1.6, label=labels[run])
         ax.set_yscale("log")
         ax.set_xlabel("training step (batch of 50)")
-        ax.set_ylabel(key + " per image")
-        ax.set_title(titles[key], fontsize=11)
+        ax.set_ylabel(key + (" per image / D" if per_dim else " per image"))
+        ax.set_title(title, fontsize=11)
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=9)
+    if rows == 2:                                          # the legend fills the free bottom-right slot
+        axes[1, 2].axis("off")
+        axes[1, 2].legend(*axes[0, 0].get_legend_handles_labels(), loc="center", fontsize=9, frameon=False)
+    else:
+        axes[0, 0].legend(fontsize=9)
     fig.suptitle("Per-batch training curves" + (
-        f" (faint: every batch; solid: moving average over {window} batches)" if window > 1 else ""),
+        f" (faint: every batch; bold: moving average over {window} batches)" if window > 1 else ""),
         fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
