@@ -54,6 +54,13 @@ def test_clip_limits_count_exactly_the_points_off_the_axes():
     assert n_out == outside.sum() >= 3 and outside[:3].all()
 
 
+def test_mean_sd_draws_error_bars_only_for_a_finite_sd():
+    means, yerr = figures.mean_sd([(0.5, None), (0.6, math.nan)])
+    assert means.tolist() == [0.5, 0.6] and yerr is None
+    means, yerr = figures.mean_sd([(0.5, 0.02), (0.6, None), (0.7, math.nan)])
+    assert yerr.tolist() == [0.02, 0.0, 0.0]
+
+
 def test_run_styles_are_distinct_and_keep_the_paper_colours():
     many = RUNS + tuple(f"deep_cifar10_beta{b}" for b in range(2, 17))   # 18 extra names: all distinct
     styles = figures.run_styles(many)
@@ -100,6 +107,25 @@ def test_training_curves_add_a_per_pixel_row_for_any_runs(tmp_path, drawn):
     assert len(drawn[1]["axes"]) == 3
     with pytest.raises(ValueError, match="deep_cifar10_beta1"):
         figures.training_curves(hist, str(tmp_path / "c2.png"), n_dims={r: 1 for r in runs[:-1]})
+
+
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_separability_has_error_bars_exactly_with_an_sd(tmp_path, drawn, n_seeds):
+    sd = 0.01 if n_seeds > 1 else None
+    ten = {r: {"latent": (0.5, sd), "pca": (0.4, sd), "dims": 2} for r in RUNS}
+    binary = {r: {"latent": (0.7, sd), "pca": (0.65, sd), "linear": (0.72, sd), "majority": 0.6}
+              for r in RUNS if "cifar" in r}
+    assert_png(figures.separability(ten, binary, str(tmp_path / "sep.png"), k=5, n_seeds=n_seeds))
+    bars = [c for ax in drawn[0]["axes"] for c in ax["containers"] if isinstance(c, BarContainer)]
+    assert len(bars) == 5 and all((c.errorbar is not None) == (n_seeds > 1) for c in bars)
+    note = "one seed: no error bars" if n_seeds == 1 else "mean of 3 seeds, error bars ± SD"
+    assert any(t.endswith(f"({note})") for t in drawn[0]["texts"])
+    assert [len(c) for c in bars] == [len(ten)] * 2 + [len(binary)] * 3
+
+
+def test_separability_accepts_a_subset_and_no_binary_runs(tmp_path):
+    ten = {"simple_mnist_bernoulli": {"latent": (0.8, math.nan), "pca": (0.7, math.nan), "dims": 2}}
+    assert_png(figures.separability(ten, {}, str(tmp_path / "sep.png"), k=5))
 
 
 def test_the_other_figures_accept_any_run_names(tmp_path):

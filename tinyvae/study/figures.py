@@ -385,40 +385,63 @@ def kl_and_activity(kl, activity, threshold, path):
     return _save(fig, path)
 
 
-def separability(ten_class, binary, path, k):
-    """Separability: 10-class kNN accuracy (latent vs PCA of pixels) and vehicle-vs-animal accuracy.
+def mean_sd(pairs):
+    """Bar heights and error bars from (mean, sd) pairs; an sd of None or nan draws no error bar.
 
-    ten_class : {run name: (latent kNN accuracy, PCA kNN accuracy, PCA dims)}
-    binary : {run name: (kNN accuracy, linear accuracy, majority rate)}
+    pairs : K pairs (mean, sd)
+
+    Returns
+    -------
+    means : (K,); yerr : (K,) with 0 where sd is missing, or None when no sd is finite
     """
-    fig = _new(13, 4.6)
-    a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [len(ten_class), max(1, len(binary))]})
+    means = np.array([m for m, _ in pairs], dtype=np.float64)                        # (K,)
+    sd = np.array([np.nan if s is None else s for _, s in pairs], dtype=np.float64)  # (K,)
+    finite = np.isfinite(sd)
+    return means, (np.where(finite, sd, 0.0) if finite.any() else None)
 
-    def bars(ax, x, vals, offset, color, label):
-        ax.bar(x + offset, vals, width=0.36, color=color, label=label)
-        for xi, v in zip(x + offset, vals):
-            ax.text(xi, v + 0.01, f"{v:.3f}", ha="center", fontsize=8)
 
-    x = np.arange(len(ten_class))
-    bars(a, x, [v[0] for v in ten_class.values()], -0.19, "#4c72b0", "VAE latent means")
-    bars(a, x, [v[1] for v in ten_class.values()], 0.19, "#aaaaaa", "PCA of pixels, same dims")
+def separability(ten_class, binary, path, k, n_seeds=1):
+    """Figure 12: 10-class kNN accuracy (latent vs PCA of pixels) and vehicle-vs-animal accuracy.
+
+    ten_class : {run: {"latent": (mean, sd), "pca": (mean, sd), "dims": latent dims}}
+    binary : {run: {"latent": (mean, sd), "pca": (mean, sd), "linear": (mean, sd), "majority": rate}}
+    Accuracies are means over ``n_seeds`` training seeds; a finite sd (None or nan with one seed)
+    draws a ± sd error bar. Either dict may hold any runs, or none.
+    """
+    fig = _new(max(12, 3 + 1.25 * (len(ten_class) + len(binary))), 5)
+    a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(2, len(ten_class)), max(2, len(binary))]})
+    knn = [("latent", "#4c72b0", f"kNN (k={k}) on VAE latent means"),
+           ("pca", "#aaaaaa", "kNN on PCA of pixels, same dims")]
+    panels = ((a, ten_class, knn, f"10 classes: kNN accuracy (k={k})"),
+              (b, binary, knn + [("linear", "#dd8452", "linear probe on latent means")],
+               "vehicles vs animals (CIFAR-10)"))
+    for ax, runs, series, title in panels:
+        x = np.arange(len(runs))
+        w = 0.8 / len(series)
+        for i, (key, color, label) in enumerate(series):
+            means, yerr = mean_sd([v[key] for v in runs.values()])        # (R,), (R,) or None
+            xi = x + (i - (len(series) - 1) / 2) * w                     # (R,)
+            ax.bar(xi, means, width=w, color=color, label=label, yerr=yerr, capsize=3,
+                   error_kw={"lw": 1})
+            for xj, m, top in zip(xi, means, means + (0 if yerr is None else yerr)):
+                ax.text(xj, top + 0.01, f"{m:.3f}", ha="center", fontsize=7)
+        ax.set_xticks(x)
+        ax.set_title(title, fontsize=11)
+        if not runs:
+            ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center", color="#777777")
     a.axhline(0.1, color="black", ls="--", lw=1, label="chance (0.1)")
-    a.set_xticks(x)
-    a.set_xticklabels([r.replace("_", " / ") + f"\n({v[2]}-D)" for r, v in ten_class.items()], fontsize=9)
-    a.set_title(f"10 classes: kNN accuracy (k={k}) on the test set", fontsize=11)
-    x = np.arange(len(binary))
-    bars(b, x, [v[0] for v in binary.values()], -0.19, "#4c72b0", f"kNN (k={k})")
-    bars(b, x, [v[1] for v in binary.values()], 0.19, "#dd8452", "linear probe")
-    for xi, v in zip(x, binary.values()):
-        b.plot([xi - 0.4, xi + 0.4], [v[2], v[2]], color="black", ls="--", lw=1,
+    a.set_xticklabels([run_label(r, "\n") + f"\n({v['dims']}-D)" for r, v in ten_class.items()], fontsize=9)
+    for xi, v in zip(range(len(binary)), binary.values()):
+        b.plot([xi - 0.45, xi + 0.45], [v["majority"]] * 2, color="black", ls="--", lw=1,
                label="majority rate" if xi == 0 else None)
-    b.set_xticks(x)
-    b.set_xticklabels([r.replace("_", " / ") for r in binary], fontsize=9)
-    b.set_title("vehicles vs animals (CIFAR-10)", fontsize=11)
+    b.set_xticklabels([run_label(r, "\n") for r in binary], fontsize=9)
     for ax in (a, b):
-        ax.set_ylim(0, 1.08)
+        ax.set_ylim(0, 1.3)
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="upper center", ncol=2)
+    note = "one seed: no error bars" if n_seeds == 1 else f"mean of {n_seeds} seeds, error bars ± SD"
+    fig.suptitle(f"Separability of the test set ({note})", fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
