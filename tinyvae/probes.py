@@ -240,6 +240,48 @@ def pca_knn_baseline(train_x, train_y, test_x, test_y, n_components, k=KNN_K, pc
             "train_z": train_z, "test_z": test_z}
 
 
+def pca_reconstruction_sse(pca, x, n_components, chunk=2048, scale=PIXEL_SCALE):
+    """Per-image squared error of the rank-``n_components`` PCA reconstruction of ``x``.
+
+    ``x`` is projected on the first components and mapped back,
+    ``mean + (x - mean) V V^T``; the error is summed over pixels on the
+    ``pixels / scale`` range, as a VAE's reconstruction error.
+
+    x : (N, ...) as in :func:`pca_fit` -> (N,) float64
+    """
+    x = _flat(x)                                            # (N, D)
+    v = pca.components[:, :n_components]                    # (D, K)
+    div = scale if x.dtype == np.uint8 else 1
+    out = np.empty(len(x))                                  # (N,)
+    for i in range(0, len(x), chunk):
+        c = x[i:i + chunk].astype(np.float64) / div - pca.mean   # (n, D)
+        r = c - (c @ v) @ v.T                               # (n, D)
+        out[i:i + chunk] = np.einsum("nd,nd->n", r, r)
+    return out
+
+
+def mean_image_sse(train_x, test_x, scale=PIXEL_SCALE):
+    """Per-image squared error of predicting every test image by the mean training image: (M,)."""
+    mean = np.mean(_flat(train_x), axis=0, dtype=np.float64) / scale   # (D,)
+    diff = _flat(test_x).astype(np.float64) / scale - mean            # (M, D)
+    return np.einsum("nd,nd->n", diff, diff)
+
+
+def per_class_recall(pred, y, n_classes=10):
+    """Fraction of each class's items predicted as that class: (n_classes,) (NaN for an absent class)."""
+    pred, y = np.asarray(pred), np.asarray(y)
+    return np.array([np.mean(pred[y == c] == c) if np.any(y == c) else np.nan for c in range(n_classes)])
+
+
+def top_confusions(pred, y, n=3):
+    """The ``n`` most frequent mistakes as ``[(true class, predicted class, count), ...]``."""
+    pairs = np.asarray(y, dtype=np.int64) * 1000 + np.asarray(pred, dtype=np.int64)
+    wrong = pairs[np.asarray(pred) != np.asarray(y)]
+    vals, counts = np.unique(wrong, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:n]
+    return [(int(vals[i] // 1000), int(vals[i] % 1000), int(counts[i])) for i in order]
+
+
 # --------------------------------------------------------------------------
 # vehicles vs animals, linear probe, uncertainty
 # --------------------------------------------------------------------------
@@ -307,6 +349,26 @@ def vehicle_animal_separability(train_z, train_y, test_z, test_y, k=KNN_K, neigh
             "majority_rate": maj_rate,
             "vehicle_fraction": float(sb.mean()),
             "se": binomial_se(maj_rate, len(sb))}
+
+
+def group_separability(train_z, train_y, test_z, test_y, group_a, group_b, k=KNN_K):
+    """kNN separability of two groups of classes, on the items of those classes only.
+
+    group_a, group_b : class indices (e.g. automobile and truck vs deer and dog);
+    the label is 1 for ``group_a``. Returns dict: ``knn_accuracy``,
+    ``majority_rate`` (always predicting train's majority group), ``n_test``,
+    ``se`` (binomial, at the majority rate)
+    """
+    train_y, test_y = np.asarray(train_y), np.asarray(test_y)
+    both = list(group_a) + list(group_b)
+    tr, te = np.isin(train_y, both), np.isin(test_y, both)     # (N,), (M,) masks
+    tb = np.isin(train_y[tr], group_a).astype(np.int64)
+    sb = np.isin(test_y[te], group_a).astype(np.int64)
+    if len(tb) < k or len(sb) == 0:
+        raise ConfigError(f"too few images of classes {both}: {len(tb)} train, {len(sb)} test (k={k})")
+    maj = float(np.mean(sb == int(tb.mean() > 0.5)))
+    return {"knn_accuracy": knn_accuracy(np.asarray(train_z)[tr], tb, np.asarray(test_z)[te], sb, k),
+            "majority_rate": maj, "n_test": int(len(sb)), "se": binomial_se(maj, len(sb))}
 
 
 def binomial_se(p, n):
