@@ -2,18 +2,24 @@
 """Run the whole study: the paper's four VAEs, every figure, metrics.json and REPORT.md.
 
     python run_all.py                  # the paper's protocol (10 epochs, all data): about 25 min on 2 cores
-    python run_all.py --quick          # 1 epoch on small subsets: about 20 s on 2 cores
+    python run_all.py --quick          # 1 epoch on small subsets: about 30 s on 2 cores
+    python run_all.py --seeds 3        # every run with seeds 0, 1, 2: verdicts judged on the seed spread
+    python run_all.py --extra-runs     # also the KL-weight ablation and a Bernoulli decoder
     python run_all.py --resume         # continue unfinished runs, skip finished ones
+    python run_all.py --plan           # print one training command per run, for any batch scheduler
 
 Runs, each trained with :func:`tinyvae.train.train` (Adam lr 1e-4, batch 50)
-into ``OUT/runs/<model>_<dataset>/``: simple/MNIST, simple/CIFAR-10,
-highdim/CIFAR-10, deep/CIFAR-10. By default as many runs train side by side
-as there are cores, each in its own process on one thread
-(:mod:`tinyvae.study.parallel`), longest first; ``--jobs 1`` trains them one after
-another in this process. Then every run is evaluated on its test set
-(latent means, kNN separability against a PCA-of-pixels baseline, active units,
-per-dimension KL, negative ELBO in nats and bits per dimension), the figures are
-drawn into ``OUT/figures/`` and ``OUT/metrics.json`` and ``OUT/REPORT.md`` written.
+into ``OUT/runs/<run>/seed<S>/``: simple/MNIST, simple/CIFAR-10,
+highdim/CIFAR-10, deep/CIFAR-10, and with ``--extra-runs`` deep/CIFAR-10 at
+KL weight 1, simple/CIFAR-10 at KL weight 0.5 and simple/MNIST with a
+Bernoulli decoder. By default as many runs train side by side as there are
+free cores, each in its own process on one thread (:mod:`tinyvae.study.parallel`),
+longest first; ``--jobs 1`` trains them one after another in this process;
+``--executor ray`` sends them to Ray (:mod:`tinyvae.study.executors`). Then
+every run is evaluated on its test set against baselines that need no
+training (:mod:`tinyvae.study.analysis`), the paper's claims are judged on
+the spread between seeds (:mod:`tinyvae.study.claims`), the figures are drawn
+into ``OUT/figures/`` and ``OUT/metrics.json`` and ``OUT/REPORT.md`` written.
 
 Errors print one line and exit with status 2; Ctrl-C during training saves
 the run's checkpoint and exits with 130 (continue with ``--resume``).
@@ -27,39 +33,39 @@ import signal
 import sys
 import time
 from dataclasses import asdict
-from statistics import NormalDist
 
 import numpy as np
 
 from tinyvae import checkpoint as ckpt
-from tinyvae import evaluate as ev
 from tinyvae import explore
 from tinyvae import probes as pr
-from tinyvae.study import figures, report
+from tinyvae.bench import step_flops
 from tinyvae.cli import add_train_args, check_backend, positive_int
-from tinyvae.threads import cores, free_cores, thread_limit
+from tinyvae.config import TrainConfig, select_subsets
 from tinyvae.data import CLASS_NAMES, IMAGE_SHAPES, SPLIT_SIZES, file_digests, fingerprint, load
 from tinyvae.download import ensure, is_official
 from tinyvae.errors import ConfigError, Interrupted, TinyVAEError
-from tinyvae.bench import step_flops
+from tinyvae.evaluate import ACTIVE_THRESHOLD, LIKELIHOODS
 from tinyvae.models import VAE, get_arch
-from tinyvae.study.parallel import planned_steps, train_parallel
-from tinyvae.evaluate import encode_all
 from tinyvae.runs import CHECKPOINT, METRICS, check_out_dir, lock, printable
-from tinyvae.config import TrainConfig, select_subsets, streams
+from tinyvae.study import analysis, claims, figures, report
+from tinyvae.study.parallel import planned_steps, train_parallel
+from tinyvae.threads import cores, free_cores, thread_limit
 from tinyvae.train import train
 
-RUNS = (("simple", "mnist"), ("simple", "cifar10"), ("highdim", "cifar10"), ("deep", "cifar10"))
+# name -> (model, dataset, TrainConfig overrides)
+RUNS = {"simple_mnist": ("simple", "mnist", {}), "simple_cifar10": ("simple", "cifar10", {}),
+        "highdim_cifar10": ("highdim", "cifar10", {}), "deep_cifar10": ("deep", "cifar10", {})}
+EXTRA_RUNS = {"deep_cifar10_beta1": ("deep", "cifar10", {"beta": 1.0}),        # (d), (f): architecture
+              "simple_cifar10_beta0.5": ("simple", "cifar10", {"beta": 0.5}),  # ... or the KL weight?
+              "simple_mnist_bernoulli": ("simple", "mnist", {"likelihood": "bernoulli"})}
 DATASETS = ("mnist", "cifar10")
 QUICK = {"epochs": 1,
          "train_subset": {"mnist": 2000, "cifar10": 1000},
-         "test_subset": {"mnist": 1000, "cifar10": 500}}
-# test-image pairs for the interpolation figure, by class (MNIST digits; CIFAR: airplane->bird,
-# automobile->horse, cat->dog)
-INTERP_PAIRS = {"mnist": ((1, 7), (3, 8), (4, 9)), "cifar10": ((0, 2), (1, 7), (3, 5))}
-INTERP_STEPS = 8
-MANIFOLD_N = {"mnist": 20, "cifar10": 12}
-N_PRIOR = 32
+         "test_subset": {"mnist": 1000, "cifar10": 500},
+         "iwae_k": 20, "iwae_images": 100}
+IWAE_K, IWAE_IMAGES = 100, 500
+EXPLORED = ("simple_mnist", "simple_cifar10", "deep_cifar10")
 
 FIGURES = {
     "fig1": "fig1_train_examples.png",
@@ -87,10 +93,6 @@ def say(msg):
     print(printable(f"[run_all {time.perf_counter() - _T0:6.1f}s] {msg}"), flush=True)
 
 
-def run_name(model, dataset):
-    return f"{model}_{dataset}"
-
-
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python run_all.py",
@@ -103,7 +105,7 @@ def build_parser():
                    help=f"smoke preset: {QUICK['epochs']} epoch on {QUICK['train_subset']['mnist']} MNIST / "
                         f"{QUICK['train_subset']['cifar10']} CIFAR-10 training images and "
                         f"{QUICK['test_subset']['mnist']} / {QUICK['test_subset']['cifar10']} test "
-                        f"images (about 20 s on 2 cores); the default is the full protocol")
+                        f"images (about 30 s on 2 cores); the default is the full protocol")
     p.add_argument("--out", default="results", help="output folder (default results)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="override the number of epochs (default 10, or 1 with --quick)")
@@ -112,12 +114,35 @@ def build_parser():
                         "(default all, or the --quick sizes)")
     p.add_argument("--test-subset", type=positive_int, default=None,
                    help="evaluate on this many test images (default all, or the --quick sizes)")
+    p.add_argument("--seeds", type=positive_int, default=1,
+                   help="train every run with this many seeds, --seed, --seed + 1, ... (default 1); "
+                        "results become mean +- SD over seeds and verdicts use the seed spread")
+    p.add_argument("--extra-runs", action="store_true",
+                   help="also train " + ", ".join(EXTRA_RUNS) + ": the KL-weight ablation of the deep-vs-"
+                        "simple claims and a Bernoulli decoder")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, default="gaussian",
+                   help="decoder of the paper's four runs: gaussian (squared error, the paper's; default) "
+                        "or bernoulli (binary cross-entropy on logits)")
     p.add_argument("--knn-k", type=positive_int, default=pr.KNN_K,
                    help=f"neighbours in the kNN separability test (default {pr.KNN_K})")
+    p.add_argument("--iwae-k", type=positive_int, default=None,
+                   help=f"importance samples of the IWAE bound on log p(x) (default {IWAE_K}, "
+                        f"{QUICK['iwae_k']} with --quick)")
+    p.add_argument("--iwae-images", type=positive_int, default=None,
+                   help=f"first test images the IWAE bound is computed on (default {IWAE_IMAGES}, "
+                        f"{QUICK['iwae_images']} with --quick)")
     p.add_argument("--jobs", type=positive_int, default=None,
                    help=f"train this many runs side by side, each in its own process (default: one per "
-                        f"free core, from the load average, at most {len(RUNS)}; here now "
-                        f"{default_jobs()}); 1 trains them one after another in this process")
+                        f"free core, from the load average; here now {default_jobs()}); 1 trains them "
+                        f"one after another in this process")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the runs train: local processes (default) or Ray tasks (pip install "
+                        "-e '.[ray]'; a local Ray instance unless --ray-address)")
+    p.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (--executor ray)")
+    p.add_argument("--plan", action="store_true",
+                   help="print one 'python -m tinyvae train ...' command per run that is not finished, "
+                        "and exit; run them with any scheduler, then this command with --resume "
+                        "builds the report from the finished run folders")
     add_train_args(p, threads_help="numba and BLAS threads of each training process and of the "
                                     "evaluation (default: the free cores shared out over --jobs, at "
                                     "least 1)")
@@ -125,8 +150,8 @@ def build_parser():
 
 
 def default_jobs():
-    """One run per free core (:func:`tinyvae.threads.free_cores`), at most one per run."""
-    return max(1, min(len(RUNS), free_cores()))
+    """One run per free core (:func:`tinyvae.threads.free_cores`)."""
+    return max(1, free_cores())
 
 
 def run_cost(cfg):
@@ -135,22 +160,44 @@ def run_cost(cfg):
     return step_flops(model, cfg.batch_size)[0] * planned_steps(cfg)
 
 
+def run_specs(args):
+    """{run name: (model, dataset, overrides)} of this invocation."""
+    specs = {}
+    for name, (model, dataset, over) in RUNS.items():
+        specs[name] = (model, dataset, dict(over, likelihood=args.likelihood))
+    if args.extra_runs:
+        specs.update({n: v for n, v in EXTRA_RUNS.items()
+                      if v[2].get("likelihood", "gaussian") != args.likelihood or "beta" in v[2]})
+    return specs
+
+
+def seeds_of(args):
+    return [args.seed + i for i in range(args.seeds)]
+
+
 def configs(args):
-    """One TrainConfig per run, from the flags."""
+    """{run name: {seed (str): TrainConfig}}, from the flags."""
     out = {}
-    for model, dataset in RUNS:
+    for name, (model, dataset, over) in run_specs(args).items():
         epochs = args.epochs or (QUICK["epochs"] if args.quick else 10)
         tr = args.train_subset or (QUICK["train_subset"][dataset] if args.quick else None)
         te = args.test_subset or (QUICK["test_subset"][dataset] if args.quick else None)
-        out[run_name(model, dataset)] = TrainConfig(model=model, dataset=dataset, epochs=epochs,
-                                                    seed=args.seed, train_subset=tr,
-                                                    test_subset=te).validate()
+        out[name] = {str(s): TrainConfig(model=model, dataset=dataset, epochs=epochs, seed=s, train_subset=tr,
+                                         test_subset=te, **over).validate() for s in seeds_of(args)}
     return out
+
+
+def iwae_settings(args):
+    return (args.iwae_k or (QUICK["iwae_k"] if args.quick else IWAE_K),
+            args.iwae_images or (QUICK["iwae_images"] if args.quick else IWAE_IMAGES))
 
 
 def check_settings(args, runs):
     """Raise ConfigError for settings the evaluation would reject only after all training."""
-    for r, cfg in runs.items():
+    if args.ray_address and args.executor != "ray":
+        raise ConfigError("--ray-address needs --executor ray")
+    for r, by_seed in runs.items():
+        cfg = next(iter(by_seed.values()))
         n_train = min(cfg.train_subset or math.inf, SPLIT_SIZES[cfg.dataset]["train"])
         n_test = min(cfg.test_subset or math.inf, SPLIT_SIZES[cfg.dataset]["test"])
         if n_train < cfg.batch_size:
@@ -176,6 +223,13 @@ def preset_name(args):
     return "quick" if args.quick else "full"
 
 
+def run_config(cfg):
+    """A run's settings for metrics.json: its TrainConfig without the seed, beta made explicit."""
+    out = {k: v for k, v in asdict(cfg).items() if k != "seed"}
+    out["beta"] = cfg.effective_beta()
+    return out
+
+
 def finished_before(run_dir, cfg):
     """True if ``run_dir`` holds a run that completed ``cfg.epochs`` (judged from its metrics.json)."""
     try:
@@ -186,86 +240,8 @@ def finished_before(run_dir, cfg):
         return False
 
 
-def first_of_class(labels, classes):
-    """Index of the first item of each class in ``classes``: (len(classes),) int."""
-    labels = np.asarray(labels)
-    out = []
-    for c in classes:
-        idx = np.flatnonzero(labels == c)
-        out.append(int(idx[0]) if len(idx) else 0)
-    return np.asarray(out)
-
-
-def normal_grid(n):
-    """n evenly spaced normal quantiles (i + 1/2) / n and their values Phi^-1: two (n,) arrays."""
-    q = (np.arange(n) + 0.5) / n
-    return q, np.array([NormalDist().inv_cdf(p) for p in q])
-
-
-def analyze(result, cfg, data, pca, k, seed):
-    """Every number and picture array of one trained run.
-
-    Returns (metrics dict, arrays dict). Arrays hold only small things for the figures
-    and the paired comparisons (per-image errors, per-image kNN correctness).
-    """
-    model, arch = result.model, get_arch(cfg.model)
-    (tr_x, tr_y), (te_x, te_y) = data["train"], data["test"]
-    d = int(np.prod(model.image_shape))
-    _, _, _, eval_seed = streams(cfg.seed)
-    terms = ev.negative_elbo_terms(model, te_x, eval_seed)                 # (M,) arrays
-    test_mu, test_logvar = terms["mu"], terms["logvar"]                    # (M, L) twice
-    train_mu, _ = encode_all(model, tr_x)                                  # (N, L)
-    nb = pr.knn_neighbors(train_mu, test_mu, k)                            # (M, k)
-    pred = pr.knn_predict(train_mu, tr_y, test_mu, k, neighbors=nb)        # (M,)
-    base = pr.pca_knn_baseline(tr_x, tr_y, te_x, te_y, arch.latent, k, pca=pca)
-    nelbo = float(terms["nelbo"].mean())
-    nelbo_dq = float(terms["nelbo_dequantized"].mean())
-    activity = ev.unit_activity(test_mu)                                   # (L,)
-    m = dict(result.metrics)
-    m.update({
-        "latent": arch.latent, "beta": arch.beta, "train_seconds": m.pop("seconds"),
-        "knn_k": k, "knn_accuracy": float(np.mean(pred == te_y)),
-        "pca_knn_accuracy": base["accuracy"],
-        "pca_explained_variance_ratio": base["explained_variance_ratio"],
-        "active_units": int(np.sum(activity > ev.ACTIVE_THRESHOLD)),
-        "unit_activity": activity.tolist(),
-        "kl_per_dim": ev.kl_per_dim(test_mu, test_logvar).tolist(),
-        "elbo_rec_sse": float(terms["sse"].mean()),
-        "elbo_kl": float(terms["kl"].mean()),
-        "nelbo_nats": nelbo,
-        "nelbo_dequantized_nats": nelbo_dq,
-        "bits_per_dim": float(ev.bits_per_dim(nelbo_dq, d)),
-        "n_dims": d,
-    })
-    m.pop("config", None)
-    if cfg.dataset == "cifar10":
-        m["vehicle_animal"] = pr.vehicle_animal_separability(train_mu, tr_y, test_mu, te_y, k, neighbors=nb)
-
-    rng = np.random.default_rng([seed, 7])
-    arrays = {"history": result.history, "labels": te_y, "knn_correct": (pred == te_y),
-              "sse": terms["sse"], "mu": test_mu if arch.latent == 2 else None}
-    idx = first_of_class(te_y, range(10))
-    arrays["recon_orig"] = te_x[idx]                                       # (10, H, W, C)
-    arrays["recon"] = model.decode(test_mu[idx])                           # (10, H, W, C)
-    arrays["prior"] = model.decode(rng.standard_normal((N_PRIOR, arch.latent)))  # (P, H, W, C)
-    interps = []
-    for a, b in INTERP_PAIRS[cfg.dataset]:
-        ia, ib = first_of_class(te_y, (a, b))
-        t = np.linspace(0.0, 1.0, INTERP_STEPS)[:, None]                   # (S, 1)
-        zs = test_mu[ia] + t * (test_mu[ib] - test_mu[ia])                 # (S, L)
-        dec = model.decode(zs)                                             # (S, H, W, C)
-        ends = [te_x[ia:ia + 1].astype(np.float32) / 255, te_x[ib:ib + 1].astype(np.float32) / 255]
-        interps.append(np.concatenate([ends[0], dec, ends[1]]))            # (S + 2, H, W, C)
-    arrays["interp"] = np.stack(interps)                                   # (P, S + 2, H, W, C)
-    if arch.latent == 2:
-        q, v = normal_grid(MANIFOLD_N[cfg.dataset])
-        z1, z2 = np.meshgrid(v, v[::-1])                                   # top row: largest z2
-        arrays["manifold"] = (model.decode(np.stack([z1.ravel(), z2.ravel()], axis=1)), q, v)
-    return m, arrays
-
-
-def draw_figures(fig_dir, full, runs, arrays, metrics):
-    """Every figure into ``fig_dir``; returns {key: path}."""
+def draw_figures(fig_dir, full, runs, arrays, metrics, n_seeds):
+    """Every figure into ``fig_dir`` (pictures of each run's first seed); returns {key: path}."""
     def path(key):
         say(f"figure {FIGURES[key]}")
         return os.path.join(fig_dir, FIGURES[key])
@@ -273,104 +249,151 @@ def draw_figures(fig_dir, full, runs, arrays, metrics):
     names = CLASS_NAMES
     vehicles = [names["cifar10"].index(c) for c in pr.VEHICLE_CLASSES]
     animals = [i for i in range(10) if i not in vehicles]
+    first = {r: next(iter(metrics[r].values())) for r in metrics}          # the first seed's numbers
+    out = {}
     figures.train_examples({"MNIST": (*full["mnist"]["train"], names["mnist"]),
                             "CIFAR-10": (*full["cifar10"]["train"], names["cifar10"])}, path("fig1"))
+    out["fig1"] = FIGURES["fig1"]
     for key, run in (("fig2", "simple_mnist"), ("fig3", "simple_cifar10"), ("fig4", "deep_cifar10")):
-        ds = runs[run].dataset
-        a = arrays[run]
+        if run not in arrays:
+            continue
+        ds, a, m = runs[run].dataset, arrays[run], first[run]
         figures.latent_scatter(
             a["mu"], a["labels"], names[ds],
-            f"{runs[run].model} VAE on {'MNIST' if ds == 'mnist' else 'CIFAR-10'}: latent means of "
-            f"{len(a['labels'])} test images\n(kNN accuracy {metrics[run]['knn_accuracy']:.3f}, "
-            f"k={metrics[run]['knn_k']})",
+            f"{runs[run].model} VAE on {'MNIST' if ds == 'mnist' else 'CIFAR-10'}, seed {runs[run].seed}: "
+            f"latent means of {len(a['labels'])} test images\n(kNN accuracy {m['knn_accuracy']:.3f}, "
+            f"k={m['knn_k']})",
             path(key), highlight=None if ds == "mnist" else {"vehicles": vehicles, "animals": animals},
             highlight_title=None if ds == "mnist" else
-            f"the same points, vehicles vs animals\n(kNN accuracy "
-            f"{metrics[run]['vehicle_animal']['knn_accuracy']:.3f}, majority rate "
-            f"{metrics[run]['vehicle_animal']['majority_rate']:.3f})")
+            f"the same points, vehicles vs animals\n(kNN accuracy {m['vehicle_animal']['knn_accuracy']:.3f}, "
+            f"majority rate {m['vehicle_animal']['majority_rate']:.3f})")
+        out[key] = FIGURES[key]
     figures.training_curves({r: a["history"] for r, a in arrays.items()}, path("fig5"),
-                            {r: get_arch(runs[r].model).beta for r in runs})
-    a = arrays["simple_mnist"]
-    figures.reconstructions(a["recon_orig"], {"simple VAE": a["recon"]}, path("fig6"),
-                            list(names["mnist"]),
-                            "MNIST test images and their reconstructions decode(mu)")
-    figures.reconstructions(arrays["simple_cifar10"]["recon_orig"], {f"{r.split('_')[0]} VAE": arrays[r]["recon"]
-                                        for r in ("simple_cifar10", "highdim_cifar10", "deep_cifar10")},
-                            path("fig7"), list(names["cifar10"]),
-                            "CIFAR-10 test images and their reconstructions decode(mu)")
+                            betas={r: first[r]["beta"] for r in arrays},
+                            n_dims={r: first[r]["n_dims"] for r in arrays})
+    out["fig5"] = FIGURES["fig5"]
+    if "simple_mnist" in arrays:
+        a = arrays["simple_mnist"]
+        figures.reconstructions(a["recon_orig"], {"simple VAE": a["recon"]}, path("fig6"), list(names["mnist"]),
+                                "MNIST test images and their reconstructions decode(mu)")
+        out["fig6"] = FIGURES["fig6"]
+    cifar = [r for r in ("simple_cifar10", "highdim_cifar10", "deep_cifar10") if r in arrays]
+    if cifar:
+        figures.reconstructions(arrays[cifar[0]]["recon_orig"], {f"{r.split('_')[0]} VAE": arrays[r]["recon"]
+                                                                 for r in cifar},
+                                path("fig7"), list(names["cifar10"]),
+                                "CIFAR-10 test images and their reconstructions decode(mu)")
+        out["fig7"] = FIGURES["fig7"]
     for key, run in (("fig8a", "simple_mnist"), ("fig8b", "simple_cifar10"), ("fig8c", "deep_cifar10")):
-        dec, q, v = arrays[run]["manifold"]
-        figures.manifold(dec, q, v, path(key),
-                         f"{run.replace('_', ' / ')}: decoder outputs on a {len(v)}x{len(v)} grid of "
-                         f"normal quantiles")
+        if run in arrays:
+            dec, q, v = arrays[run]["manifold"]
+            figures.manifold(dec, q, v, path(key), f"{run.replace('_', ' / ')}: decoder outputs on a "
+                                                   f"{len(v)}x{len(v)} grid of normal quantiles")
+            out[key] = FIGURES[key]
     figures.sample_panels({r: a["prior"] for r, a in arrays.items()}, path("fig9"),
                           "Samples from the prior: decode(z), z ~ N(0, I)")
     figures.interpolations({r: a["interp"] for r, a in arrays.items()}, path("fig10"),
                            "Latent interpolations between test images: decode(mu_A + t (mu_B - mu_A))")
-    figures.kl_and_activity({r: np.asarray(metrics[r]["kl_per_dim"]) for r in runs},
-                            {r: np.asarray(metrics[r]["unit_activity"]) for r in runs},
-                            ev.ACTIVE_THRESHOLD, path("fig11"))
-    k = metrics["simple_mnist"]["knn_k"]
+    figures.kl_and_activity({r: np.asarray(first[r]["kl_per_dim"]) for r in arrays},
+                            {r: np.asarray(first[r]["unit_activity"]) for r in arrays},
+                            ACTIVE_THRESHOLD, path("fig11"))
+    out.update({k: FIGURES[k] for k in ("fig9", "fig10", "fig11")})
+
+    def ms(r, key):
+        vals = [analysis.flatten(m) for m in metrics[r].values()]
+        v = np.array([dict(f)[key] for f in vals], dtype=np.float64)
+        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None
+
     figures.separability(
-        {r: (metrics[r]["knn_accuracy"], metrics[r]["pca_knn_accuracy"], metrics[r]["latent"]) for r in runs},
-        {r: (metrics[r]["vehicle_animal"]["knn_accuracy"], metrics[r]["vehicle_animal"]["linear_accuracy"],
-             metrics[r]["vehicle_animal"]["majority_rate"]) for r in runs if "vehicle_animal" in metrics[r]},
-        path("fig12"), k)
-    return {k: os.path.join("figures", v) for k, v in FIGURES.items()}
+        {r: {"latent": ms(r, "knn_accuracy"), "pca": ms(r, "pca_knn_accuracy"), "dims": first[r]["latent"]}
+         for r in metrics},
+        {r: {"latent": ms(r, "vehicle_animal.knn_accuracy"), "pca": ms(r, "vehicle_animal.pca_knn_accuracy"),
+             "linear": ms(r, "vehicle_animal.linear_accuracy"),
+             "majority": first[r]["vehicle_animal"]["majority_rate"]}
+         for r in metrics if "vehicle_animal" in first[r]},
+        path("fig12"), next(iter(first.values()))["knn_k"], n_seeds=n_seeds)
+    out["fig12"] = FIGURES["fig12"]
+    return {k: os.path.join("figures", v) for k, v in out.items()}
 
 
 def evaluate_runs(args, runs, run_dirs, todo, trained):
-    """Train what is left in this process, then evaluate every run and draw the figures."""
+    """Train what is left in this process, then evaluate every run and seed and draw the figures.
+
+    Returns (full data, {run: {seed: metrics}}, first seed's arrays, comparisons, figure paths, explorers).
+    """
     full = {}
-    for ds in DATASETS:
+    for ds in sorted({c.dataset for by_seed in runs.values() for c in by_seed.values()}, key=DATASETS.index):
         say(f"loading {ds}")
         full[ds] = {split: load(ds, split, args.data_dir) for split in ("train", "test")}
-
-    metrics, arrays, pcas, explorers = {}, {}, {}, {}
-    for i, (r, cfg) in enumerate(runs.items(), 1):
+    iwae_k, iwae_n = iwae_settings(args)
+    metrics, arrays, per_image, bases, explorers = {}, {}, {}, {}, {}
+    tasks = [(r, s) for r in runs for s in runs[r]]
+    for i, (r, s) in enumerate(tasks, 1):
+        cfg, key = runs[r][s], f"{r}/seed{s}"
         data = select_subsets(full[cfg.dataset], cfg)
         n_tr, n_te = len(data["train"][0]), len(data["test"][0])
-        if r in trained:
+        if key in trained:
             what = "trained above; evaluating"
-        elif r not in todo:
+        elif key not in todo:
             what = "finished earlier, training skipped (resume); evaluating"
         else:
             what = f"training {cfg.epochs} epoch(s) on {n_tr} images, testing on {n_te}"
-        say(f"run {i}/{len(runs)} {cfg.model}/{cfg.dataset}: {what}")
-        result = train(cfg, out_dir=run_dirs[r], data=data, resume=args.resume or r in trained,
-                       progress=not args.no_progress and r not in trained, backend=args.backend)
-        if cfg.dataset not in pcas:
-            need = max(get_arch(c.model).latent for c in runs.values() if c.dataset == cfg.dataset)
-            say(f"fitting the PCA-of-pixels baseline on {n_tr} {cfg.dataset} training images")
-            pcas[cfg.dataset] = pr.pca_fit(data["train"][0], need, seed=cfg.seed)
-        say(f"run {i}/{len(runs)} {cfg.model}/{cfg.dataset}: evaluating (kNN, PCA baseline, ELBO, samples)")
-        metrics[r], arrays[r] = analyze(result, cfg, data, pcas[cfg.dataset], args.knn_k, cfg.seed)
-        m = metrics[r]
+        say(f"run {i}/{len(tasks)} {key}: {what}")
+        result = train(cfg, out_dir=run_dirs[key], data=data, resume=args.resume or key in trained,
+                       progress=not args.no_progress and key not in trained, backend=args.backend)
+        bkey = (cfg.dataset, s if cfg.train_subset or cfg.test_subset else None)
+        if bkey not in bases:
+            latents = sorted({get_arch(c.model).latent for by_seed in runs.values() for c in by_seed.values()
+                              if c.dataset == cfg.dataset})
+            say(f"baselines of {cfg.dataset} (PCA of the pixels, mean image) on {n_tr} training images")
+            bases = {k: v for k, v in bases.items() if k[0] != cfg.dataset}      # keep one per dataset
+            bases[bkey] = analysis.baselines(data, cfg.dataset, latents, args.knn_k, seed=cfg.seed)
+        first = r not in arrays
+        say(f"run {i}/{len(tasks)} {key}: evaluating (kNN, baselines, ELBO, IWAE k={iwae_k} on "
+            f"{min(iwae_n, n_te)} images{', pictures' if first else ''})")
+        m, a = analysis.analyze(result, cfg, data, bases[bkey], args.knn_k, iwae_k, iwae_n, pictures=first)
+        metrics.setdefault(r, {})[s] = m
+        per_image.setdefault(r, {})[s] = {"sse_mu": a["sse_mu"], "knn_correct": a["knn_correct"],
+                                          "labels": a["labels"]}
+        if first:
+            arrays[r] = a
         say(f"  test rec {m['test_rec']:.2f}, kl {m['test_kl']:.2f}, -ELBO {m['nelbo_nats']:.1f} nats, "
-            f"{m['bits_per_dim']:.3f} bits/dim, kNN acc {m['knn_accuracy']:.3f} "
-            f"(PCA {m['pca_knn_accuracy']:.3f}), active units {m['active_units']}/{m['latent']}")
-        if arrays[r]["mu"] is not None:                   # 2-D: a static explorer page beside REPORT.md
+            f"IWAE log p(x) >= {m['iwae']['log_px']:.1f}, kNN acc {m['knn_accuracy']:.3f} "
+            f"(PCA {m['pca_knn_accuracy']:.3f}), SSE of decode(mu) {m['rec_sse_mu']:.2f} "
+            f"(PCA {m['pca_rec_sse']:.2f})")
+        if first and r in EXPLORED and a["mu"] is not None:   # a static explorer page beside REPORT.md
             explorers[r] = f"explore_{r}.html"
             size = explore.write_static_page(os.path.join(args.out, explorers[r]), result.model, asdict(cfg),
-                                             data["test"][1], arrays[r]["mu"])
+                                             data["test"][1], a["mu"])
             say(f"  wrote {explorers[r]} ({size / 1e6:.2f} MB)")
         del result
+    comparisons = compare(per_image)
+    fig_paths = draw_figures(os.path.join(args.out, "figures"), full, {r: next(iter(runs[r].values()))
+                                                                       for r in runs},
+                             arrays, metrics, args.seeds)
+    return full, metrics, comparisons, fig_paths, explorers
 
-    labels = {r: arrays[r]["labels"] for r in runs}
-    if not np.array_equal(labels["simple_cifar10"], labels["deep_cifar10"]) or \
-            not np.array_equal(labels["simple_cifar10"], labels["highdim_cifar10"]):
-        raise ConfigError("the CIFAR-10 runs were tested on different images; "
-                          "paired comparisons need the same --seed and --test-subset")
-    comparisons = {
-        "cifar10_rec_simple_minus_highdim": dict(zip(("diff", "se"), pr.paired_difference(
-            arrays["simple_cifar10"]["sse"], arrays["highdim_cifar10"]["sse"]))),
-        "cifar10_knn_deep_minus_simple": dict(zip(("diff", "se"), pr.paired_difference(
-            arrays["deep_cifar10"]["knn_correct"], arrays["simple_cifar10"]["knn_correct"]))),
-    }
-    fig_dir = os.path.join(args.out, "figures")
-    fig_paths = draw_figures(fig_dir, full, runs, arrays, metrics)
-    return full, metrics, arrays, comparisons, fig_paths, explorers
 
+PAIRED = {"rec_simple_minus_highdim": ("sse_mu", "simple_cifar10", "highdim_cifar10"),
+          "rec_simple_minus_deep": ("sse_mu", "simple_cifar10", "deep_cifar10"),
+          "knn_deep_minus_simple": ("knn_correct", "deep_cifar10", "simple_cifar10")}
+
+
+def compare(per_image):
+    """Paired per-image differences between runs of the same seed: {name: {seed: {"diff", "se"}}}."""
+    out = {}
+    for name, (key, a, b) in PAIRED.items():
+        if a not in per_image or b not in per_image:
+            continue
+        for s in per_image[a]:
+            if s not in per_image[b]:
+                continue
+            if not np.array_equal(per_image[a][s]["labels"], per_image[b][s]["labels"]):
+                raise ConfigError("the CIFAR-10 runs were tested on different images; "
+                                  "paired comparisons need the same --seed and --test-subset")
+            d, se = pr.paired_difference(per_image[a][s][key], per_image[b][s][key])
+            out.setdefault(name, {})[s] = {"diff": d, "se": se}
+    return out
 
 
 def run_study(args):
@@ -380,63 +403,82 @@ def run_study(args):
     runs = configs(args)
     check_backend(args.backend)
     check_settings(args, runs)
+    run_dirs = {f"{r}/seed{s}": os.path.join(out, "runs", r, f"seed{s}") for r in runs for s in runs[r]}
+    cfg_of = {f"{r}/seed{s}": runs[r][s] for r in runs for s in runs[r]}
+    if args.plan:
+        from tinyvae.study import executors
+        todo = [(k, cfg_of[k], run_dirs[k]) for k in sorted(cfg_of, key=lambda k: -run_cost(cfg_of[k]))
+                if not finished_before(run_dirs[k], cfg_of[k])]
+        for line in executors.plan_commands(todo, threads=args.threads or 1, data_dir=args.data_dir,
+                                            backend=args.backend, resume=True):
+            print(line)
+        return
     check_out_dir(out, create=False)
     ensure(DATASETS, args.data_dir, download=not args.no_download, log=say)  # before anything is created
     check_out_dir(out)
     with lock(out, "running a study"):                 # one study per folder; each run locks its own
-        _run_locked(args, out, runs, t_start)
+        _run_locked(args, out, runs, cfg_of, run_dirs, t_start)
 
 
-def _run_locked(args, out, runs, t_start):
+def _run_locked(args, out, runs, cfg_of, run_dirs, t_start):
     """:func:`run_study` with the study folder ``out`` created and locked."""
-    run_dirs = {r: os.path.join(out, "runs", r) for r in runs}
     if not args.resume:
         existing = [os.path.join(d, CHECKPOINT) for d in run_dirs.values()
                     if os.path.exists(os.path.join(d, CHECKPOINT))]
         if existing:
-            raise ConfigError(f"{out} already holds runs ({', '.join(existing)}); pass --resume to "
-                              f"continue them (finished runs are skipped), or choose another --out")
+            raise ConfigError(f"{out} already holds runs ({', '.join(existing[:3])}"
+                              f"{', ...' if len(existing) > 3 else ''}); pass --resume to continue them "
+                              f"(finished runs are skipped), or choose another --out")
     preset = preset_name(args)
     free = free_cores()
-    jobs = min(args.jobs or default_jobs(), len(runs))
+    jobs = min(args.jobs or default_jobs(), len(cfg_of))
     threads = args.threads or max(1, free // jobs)          # per training process
     local = args.threads or free                            # this process: --jobs 1 training, evaluation
-    say(f"{preset} settings: {len(runs)} runs into {os.path.abspath(out)}; "
+    say(f"{preset} settings: {len(runs)} runs x {args.seeds} seed(s) into {os.path.abspath(out)}; "
         + (f"{jobs} side by side with {threads} thread(s) each" if jobs > 1 else f"one at a time on {local} thread(s)")
         + f" ({free} of {cores()} cores free{'' if args.jobs or args.threads else '; --jobs and --threads change it'})")
 
     trained, peak_all = set(), None
-    todo = [r for r in runs if not (args.resume and finished_before(run_dirs[r], runs[r]))]
-    if jobs > 1 and todo:
-        order = sorted(todo, key=lambda r: -run_cost(runs[r]))
-        say(f"training {len(todo)} run(s), {min(jobs, len(todo))} at a time with {threads} thread(s) "
-            f"each, longest first: {', '.join(order)}")
-        res = train_parallel([(r, runs[r], run_dirs[r]) for r in order], jobs, threads,
-                             data_dir=args.data_dir, backend=args.backend, resume=args.resume,
-                             progress=not args.no_progress, log=say)
+    todo = [k for k in cfg_of if not (args.resume and finished_before(run_dirs[k], cfg_of[k]))]
+    if todo and (jobs > 1 or args.executor == "ray"):
+        order = sorted(todo, key=lambda k: -run_cost(cfg_of[k]))
+        tasks = [(k, cfg_of[k], run_dirs[k]) for k in order]
+        if args.executor == "ray":
+            from tinyvae.study import executors
+            say(f"training {len(todo)} run(s) as Ray tasks with {threads} thread(s) each")
+            res = executors.train_ray(tasks, threads, data_dir=args.data_dir, backend=args.backend,
+                                      resume=args.resume, log=say, address=args.ray_address)
+        else:
+            say(f"training {len(todo)} run(s), {min(jobs, len(todo))} at a time with {threads} thread(s) "
+                f"each, longest first: {', '.join(order)}")
+            res = train_parallel(tasks, jobs, threads, data_dir=args.data_dir, backend=args.backend,
+                                 resume=args.resume, progress=not args.no_progress, log=say)
         trained, peak_all = set(order), res["peak_rss_all_mib"]
 
     with thread_limit(local):
-        full, metrics, arrays, comparisons, fig_paths, explorers = evaluate_runs(args, runs, run_dirs, todo, trained)
+        full, metrics, comparisons, fig_paths, explorers = evaluate_runs(args, runs, run_dirs, todo, trained)
 
-    cfg0 = next(iter(runs.values()))
+    cfg0 = next(iter(cfg_of.values()))
     study = {
-        "preset": preset, "seed": args.seed, "epochs": cfg0.epochs,
+        "preset": preset, "seed": args.seed, "seeds": seeds_of(args), "epochs": cfg0.epochs,
         "batch_size": cfg0.batch_size, "lr": cfg0.lr, "knn_k": args.knn_k,
-        "train_subset": {r: c.train_subset or "all" for r, c in runs.items()},
-        "test_subset": {r: c.test_subset or "all" for r, c in runs.items()},
+        "iwae_k": iwae_settings(args)[0], "iwae_images": iwae_settings(args)[1],
+        "train_subset": {r: c.train_subset or "all" for r, c in cfg_of.items()},
+        "test_subset": {r: c.test_subset or "all" for r, c in cfg_of.items()},
         "resumed": bool(args.resume),
-        "train_seconds_total": float(sum(m["train_seconds"] for m in metrics.values())),
-        "jobs": jobs, "threads": threads, "runs_trained_here": len(todo),
+        "train_seconds_total": float(sum(m["train_seconds"] for by in metrics.values() for m in by.values())),
+        "jobs": jobs, "threads": threads, "executor": args.executor, "runs_trained_here": len(todo),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "wall_seconds": time.perf_counter() - t_start,
         "data": data_provenance(args.data_dir),
     }
     # this process and the training processes together (sampled while they ran)
     study["peak_rss_all_mib"] = max(study["peak_rss_mib"], peak_all or 0.0)
-    summary = {"study": study, "runs": metrics, "comparisons": comparisons}
-    summary["claims"] = report.judge_claims(summary)
+    summary = {"study": study, "comparisons": comparisons,
+               "runs": {r: {"config": run_config(next(iter(runs[r].values()))),
+                            "seeds": metrics[r], "summary": analysis.summarize(metrics[r])} for r in runs}}
     summary = report.finite_or_null(summary)
+    summary["claims"] = report.finite_or_null(claims.judge_claims(summary))
     path = os.path.join(out, "metrics.json")
     ckpt.save_text(path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     say(f"wrote {path}")
