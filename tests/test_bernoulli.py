@@ -352,6 +352,9 @@ def test_train_config_beta_is_a_float_and_defaults_to_the_architecture():
     assert TrainConfig(model="deep", beta=0.0).validate().effective_beta() == 0.0
     with pytest.raises(ConfigError, match="likelihood"):
         VAE("simple", (28, 28, 1), np.random.default_rng(0), likelihood="poisson")
+    for bad in ("0.5", -1, float("nan"), float("inf"), True):           # the model checks its own
+        with pytest.raises(ConfigError, match="beta must be a finite number >= 0"):
+            VAE("simple", (28, 28, 1), np.random.default_rng(0), beta=bad)
 
 
 def run_main(*args):
