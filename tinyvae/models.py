@@ -61,7 +61,7 @@ class VAE:
     backend : kernel backend, None for ``$TINYVAE_KERNELS`` (default numba)
     likelihood : "gaussian" (squared error, decoder ends in a Sigmoid) or
         "bernoulli" (cross-entropy, decoder outputs logits)
-    beta : KL weight of :meth:`loss`; None for the architecture's
+    beta : KL weight of :meth:`loss`, a finite number >= 0; None for the architecture's
 
     Attributes
     ----------
