@@ -9,7 +9,8 @@
 #
 # Both act entry by entry, so their backward pass is a product of `dout` with
 # the derivative, entry by entry. Then the loss the whole network is trained
-# on: squared error summed over pixels and averaged over the batch.
+# on: squared error summed over pixels and averaged over the batch; and its
+# Bernoulli alternative, the cross-entropy on logits.
 #
 # Run it: `python -m lessons.l02_activations_loss --out /tmp/l02`.
 # Exercises (lesson 1 says how): `sigmoid` and `sse`.
@@ -28,7 +29,7 @@ from lessons._common import savefig, setup
 from tinyvae.gradcheck import check_gradient, numerical_gradient_array, rel_error
 from tinyvae.layers import (dense_backward, dense_forward, relu_backward, relu_forward,
                             sigmoid_backward, sigmoid_forward)
-from tinyvae.losses import sse_loss
+from tinyvae.losses import bce_with_logits_loss, sse_loss
 
 args = setup("l02_activations_loss")
 rng = np.random.default_rng(0)
@@ -200,12 +201,47 @@ print(f"dense -> sigmoid -> sse, gradient check of dw, db, dz: {', '.join(f'{e:.
 assert max(errs) < 1e-7
 
 # %% [markdown]
+# ## 5. The Bernoulli alternative: cross-entropy on logits
+#
+# Most VAE tutorials use a **Bernoulli** decoder instead: each pixel is a coin
+# with probability `p = sigmoid(h)`, and `-log p(x|z)` is the binary
+# cross-entropy `-Σ [x log p + (1 - x) log(1 - p)]`. Written on the logits `h`
+# it is `Σ [softplus(h) - x h]`, with `softplus(h) = max(h, 0) + log(1 + e^{-|h|})`:
+# no log of 0, no overflow. Fusing sigmoid and loss also fuses their
+# gradients: `dh = (p - x) / N`, with no `s(1 - s)` factor. So the Bernoulli
+# decoder has no final Sigmoid layer and outputs logits:
+# `tinyvae.losses.bce_with_logits_loss`, `VAE(..., likelihood="bernoulli")`,
+# `python -m tinyvae train --likelihood bernoulli` (lesson 10 compares the two).
+
+# %%
+logits = h.reshape(N, H, W, C)                            # section 4's dense output, as logits
+xb = (rng.random((N, H, W, C)) < 0.5).astype(float)       # binary targets (grey levels work too)
+bce, dlogits = bce_with_logits_loss(logits, xb)
+p, p_cache = sigmoid_forward(logits)                      # (N, H, W, C)
+textbook = -np.sum(xb * np.log(p) + (1 - xb) * np.log(1 - p)) / N
+dp = -(xb / p - (1 - xb) / (1 - p)) / N                   # d textbook / dp
+err = check_gradient(lambda: bce_with_logits_loss(logits, xb)[0], logits, dlogits)
+print(f"bce: {bce:.6f} (textbook {textbook:.6f}); (p - x) / N vs through the sigmoid "
+      f"{rel_error(dlogits, sigmoid_backward(dp, p_cache)):.1e}; gradient check {err:.1e}")
+assert abs(bce - textbook) < 1e-12 * textbook and err < 1e-7
+assert rel_error(dlogits, sigmoid_backward(dp, p_cache)) < 1e-10
+
+far = np.full((1, 1, 1, 1), 40.0)                         # a confident logit, target 0
+with np.errstate(divide="ignore"):
+    naive = float(-np.log(1 - sigmoid_forward(far)[0]).sum())   # sigmoid(40) rounds to 1.0
+print(f"logit 40, x = 0: -log(1 - sigmoid) = {naive}, softplus form "
+      f"{bce_with_logits_loss(far, np.zeros_like(far))[0]}")
+assert naive == np.inf and bce_with_logits_loss(far, np.zeros_like(far))[0] == 40.0
+
+# %% [markdown]
 # ## What to remember
 #
 # * elementwise layers: `dx = dout * f'(x)`; ReLU's is a mask, sigmoid's is `s(1 - s)`;
 # * keep gradient-check inputs off kinks;
 # * compute `exp` where it cannot overflow;
 # * the VAE's reconstruction term is a sum over pixels (a Gaussian NLL up to a
-#   constant) averaged over the batch, with gradient `2 (x̂ - x) / N`.
+#   constant) averaged over the batch, with gradient `2 (x̂ - x) / N`;
+# * a Bernoulli decoder outputs logits: cross-entropy `softplus(h) - x h` per
+#   pixel, gradient `(p - x) / N`, exact at any logit.
 #
 # Next: lesson 3, the convolution.

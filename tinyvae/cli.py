@@ -108,7 +108,7 @@ def build_parser():
     t.add_argument("--checkpoint-every", type=nonnegative_int, default=0,
                    help="also checkpoint every N steps (default 0: each epoch only)")
     t.add_argument("--beta", type=nonnegative_float, default=None,
-                   help="KL weight (default the model's: 0.5 for deep, 1 otherwise)")
+                   help="KL weight, >= 0 (default the model's: 0.5 for deep, 1 otherwise)")
     t.add_argument("--likelihood", choices=list(LIKELIHOODS), default="gaussian",
                    help="decoder: gaussian (squared error, the paper's; default) or bernoulli "
                         "(binary cross-entropy on logits)")

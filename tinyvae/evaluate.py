@@ -17,7 +17,10 @@ Conventions
 
   with ``x = pixels / 255`` and ``D = H * W * C``. The ELBO uses KL weight 1
   whatever ``beta`` the model was trained with, and one reparameterized
-  sample ``z`` per image.
+  sample ``z`` per image. A Bernoulli decoder (``VAE(likelihood="bernoulli")``)
+  has ``-log p(x | z)`` = the binary cross-entropy of its logits summed over
+  pixels, its training loss's rec term; on grey levels that is a loss, not a
+  density over ``x``, so it has no bits per dimension.
 * **Bits per dimension** (:func:`bits_per_dim`): pixels are 8-bit integers
   ``k``; the model's density is over ``x = k / 255``. With uniform
   dequantization ``y = (k + u) / 255``, ``u ~ U[0, 1)^D``, Jensen's inequality
@@ -150,7 +153,7 @@ def negative_elbo_terms(model, images, seed, batch_size=100, variance=DECODER_VA
     Gaussian decoder: ``-log p(x | z) = SSE / (2 variance) + const``;
     Bernoulli decoder: the binary cross-entropy of the logits
     (:func:`tinyvae.losses.bce_with_logits`), which is not a density over
-    continuous pixels, so its dequantized terms are NaN.
+    continuous pixels, so its ``nelbo_dequantized`` is NaN.
 
     Parameters
     ----------
@@ -165,8 +168,9 @@ def negative_elbo_terms(model, images, seed, batch_size=100, variance=DECODER_VA
     dict of (N,) float64 arrays: ``sse`` (squared error of the decoder's mean
     image, the Gaussian training loss's rec term), ``sse_dequantized``
     (:func:`dequantized_sse`), ``rec_nll`` (``-log p(x | z)``, nats), ``kl``
-    (weight 1), ``nelbo`` (nats, density of ``x = pixels / scale``) and
-    ``nelbo_dequantized`` (nats, averaged over the dequantization noise);
+    (weight 1), ``nelbo`` (``rec_nll + kl``, nats; Gaussian: of the density
+    of ``x = pixels / scale``) and ``nelbo_dequantized`` (nats, averaged over
+    the dequantization noise; NaN for a Bernoulli decoder);
     and the encoder's ``mu`` and ``logvar``, (N, L) each in the model's dtype
     """
     rng = np.random.default_rng(seed)
@@ -202,7 +206,7 @@ def negative_elbo_terms(model, images, seed, batch_size=100, variance=DECODER_VA
 
 
 def negative_elbo_nats(model, images, seed, batch_size=100, variance=DECODER_VARIANCE):
-    """Mean negative ELBO in nats per image (density of ``x = pixels / 255``, KL weight 1)."""
+    """Mean ``nelbo`` of :func:`negative_elbo_terms` in nats per image (KL weight 1)."""
     return float(np.mean(negative_elbo_terms(model, images, seed, batch_size, variance)["nelbo"]))
 
 

@@ -7,7 +7,8 @@ instead. tinyvae sums on purpose: the sum is a Gaussian negative
 log-likelihood (variance 1/2) up to a constant, while the mean weighs the
 KL like ``beta = D`` (784 for MNIST, 3072 for CIFAR-10) and collapses the
 latent code (lesson 10 shows it). :func:`bce_with_logits_loss` is the
-Bernoulli decoder's reconstruction term, with the same reductions.
+Bernoulli decoder's reconstruction term (``VAE(..., likelihood="bernoulli")``,
+``train --likelihood bernoulli``), with the same reductions.
 
 The KL term uses the same meaning of ``logvar`` as
 :func:`tinyvae.layers.reparam_forward`: ``logvar = log sigma^2``, so

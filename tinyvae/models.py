@@ -27,6 +27,8 @@ Sizes come out exact: MNIST 5 -> 10 -> 12 -> 24 -> 26 -> 28,
 CIFAR-10 6 -> 12 -> 14 -> 28 -> 30 -> 32. Weights are Glorot-uniform and
 biases zero (Keras' defaults).
 """
+import math
+
 import numpy as np
 
 from . import layers as L
@@ -59,7 +61,7 @@ class VAE:
     backend : kernel backend, None for ``$TINYVAE_KERNELS`` (default numba)
     likelihood : "gaussian" (squared error, decoder ends in a Sigmoid) or
         "bernoulli" (cross-entropy, decoder outputs logits)
-    beta : KL weight of :meth:`loss`; None for the architecture's
+    beta : KL weight of :meth:`loss`, a finite number >= 0; None for the architecture's
 
     Attributes
     ----------
@@ -76,6 +78,10 @@ class VAE:
         if likelihood not in LIKELIHOODS:
             raise ConfigError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
         self.likelihood = likelihood
+        number = isinstance(beta, (int, float, np.integer, np.floating)) \
+            and not isinstance(beta, (bool, np.bool_))
+        if beta is not None and not (number and math.isfinite(beta) and beta >= 0):
+            raise ConfigError(f"beta must be a finite number >= 0 or None, got {beta!r}")
         self.beta = self.arch.beta if beta is None else float(beta)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.dtype = np.dtype(dtype)
