@@ -1,10 +1,13 @@
-"""Executors (tinyvae.study.executors): each planned command trains exactly its TrainConfig.
+"""Executors (tinyvae.study.executors): runs trained as Ray tasks are bit for bit the runs trained in
+this process, errors name the run, and each planned command trains exactly its TrainConfig.
 
-Tiny runs on synthetic MNIST files.
+Tiny runs on synthetic MNIST files. Without Ray the Ray tests skip, except under CI
+(``.[dev]`` installs Ray), where they fail.
 """
 import dataclasses
 import os
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -16,10 +19,14 @@ from tinyvae import checkpoint as ckpt
 from tinyvae.archs import ARCHS, IMAGE_SHAPES, LIKELIHOODS
 from tinyvae.cli import build_parser
 from tinyvae.config import TrainConfig
-from tinyvae.errors import ConfigError
-from tinyvae.runs import CHECKPOINT
-from tinyvae.study.executors import plan_commands
+from tinyvae.errors import ConfigError, DataError
+from tinyvae.runs import CHECKPOINT, METRICS
+from tinyvae.study.executors import plan_commands, train_ray
+from tinyvae.threads import thread_limit
+from tinyvae.train import train
+from conftest import _in_ci
 from synthetic import write_mnist_dir
+from test_train import same_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = {"a": TrainConfig(epochs=2, batch_size=10, test_subset=10, lr=1e-3, seed=1),
@@ -27,9 +34,59 @@ TASKS = {"a": TrainConfig(epochs=2, batch_size=10, test_subset=10, lr=1e-3, seed
                           likelihood="bernoulli")}
 
 
+def require_ray():
+    try:
+        import ray
+    except ImportError:
+        if _in_ci():
+            pytest.fail("CI installs .[dev], which includes Ray, but ray is not importable")
+        pytest.skip("ray is not installed (pip install -e '.[ray]')")
+    return ray
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return write_mnist_dir(tmp_path_factory.mktemp("data"), n_train=40)
+
+
+@pytest.mark.slow
+def test_ray_runs_are_the_runs_trained_here(data_dir, tmp_path):
+    ray = require_ray()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    lines = []
+    try:
+        result = train_ray([(n, cfg, tmp_path / n) for n, cfg in TASKS.items()], threads=1,
+                           data_dir=data_dir, log=lines.append)
+        assert ray.is_initialized()                  # a connection it found is kept
+    finally:
+        ray.shutdown()
+    assert set(result["seconds"]) == set(TASKS) and result["peak_rss_all_mib"] is None
+    assert sorted(line.split()[0] for line in lines) == ["finished"] * 2 + ["started"] * 2
+    for name, cfg in TASKS.items():
+        with thread_limit(1):
+            train(cfg, out_dir=tmp_path / f"ref_{name}", data_dir=data_dir, progress=False)
+        got = ckpt.load_arrays(tmp_path / name / CHECKPOINT)
+        assert int(got["state/done"]) == 1 and (tmp_path / name / METRICS).is_file()
+        assert same_state(got, ckpt.load_arrays(tmp_path / f"ref_{name}" / CHECKPOINT)) > 20
+
+
+@pytest.mark.slow
+def test_a_failing_ray_run_raises_its_error_with_its_name(tmp_path):
+    ray = require_ray()
+    assert not ray.is_initialized()
+    handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    with pytest.raises(DataError, match=r"^broken: "):
+        train_ray([("broken", TASKS["a"], tmp_path / "broken")], data_dir=tmp_path / "no-data",
+                  log=lambda line: None)
+    assert not ray.is_initialized()                  # the instance it started is shut down
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers
+
+
+def test_without_ray_the_error_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[ray\]'") as e:
+        train_ray([("a", TASKS["a"], tmp_path / "a")])
+    assert "\n" not in str(e.value)
 
 
 def test_each_planned_command_trains_its_config(data_dir, tmp_path):
