@@ -405,13 +405,17 @@ def run_study(args):
     check_settings(args, runs)
     run_dirs = {f"{r}/seed{s}": os.path.join(out, "runs", r, f"seed{s}") for r in runs for s in runs[r]}
     cfg_of = {f"{r}/seed{s}": runs[r][s] for r in runs for s in runs[r]}
-    if args.plan:
+    if args.plan:                                      # fetch once here, not in every planned job
         from tinyvae.study import executors
+        ensure(DATASETS, args.data_dir, download=not args.no_download, log=say)
         todo = [(k, cfg_of[k], run_dirs[k]) for k in sorted(cfg_of, key=lambda k: -run_cost(cfg_of[k]))
                 if not finished_before(run_dirs[k], cfg_of[k])]
         for line in executors.plan_commands(todo, threads=args.threads or 1, data_dir=args.data_dir,
                                             backend=args.backend, resume=True):
             print(line)
+        print(f"run_all: {len(todo)} run(s) to train (the others are finished); when they are, "
+              f"run this command again with --resume instead of --plan to build the report",
+              file=sys.stderr)
         return
     check_out_dir(out, create=False)
     ensure(DATASETS, args.data_dir, download=not args.no_download, log=say)  # before anything is created

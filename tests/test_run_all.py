@@ -329,3 +329,15 @@ def test_seeds_and_extra_runs_report_the_spread(real_data_dir, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.count("finished earlier, training skipped") == 13
     assert "training 1 run(s)" in p.stdout
+
+
+def test_plan_prints_one_train_command_per_unfinished_run(real_data_dir, tmp_path):
+    out = tmp_path / "planned"
+    p = run(["--quick", "--seeds", "2", "--out", str(out), "--plan"], real_data_dir, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 8 and all(" -m tinyvae train " in ln for ln in lines), lines
+    assert sum("--seed 1" in ln for ln in lines) == 4 and "deep" in lines[0]     # longest first
+    assert all(str(out / "runs") in ln and "--resume" in ln for ln in lines)
+    assert "--resume instead of --plan" in p.stderr
+    assert not out.exists()                          # planning creates nothing

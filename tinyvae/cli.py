@@ -146,7 +146,8 @@ def cmd_train(args):
     check_out_dir(args.out, create=False)
     ensure([cfg.dataset], args.data_dir, download=not args.no_download, log=_say)
     threads, why = default_threads(args.threads)
-    _say(f"training {cfg.model}/{cfg.dataset} on {why}")
+    _say(f"training {cfg.model}/{cfg.dataset} (KL weight {cfg.effective_beta():g}, {cfg.likelihood} decoder) "
+         f"on {why}")
     with thread_limit(threads):
         result = train(cfg, out_dir=args.out, data_dir=args.data_dir, resume=args.resume,
                        progress=not args.no_progress, backend=args.backend)
