@@ -341,3 +341,20 @@ def test_plan_prints_one_train_command_per_unfinished_run(real_data_dir, tmp_pat
     assert all(str(out / "runs") in ln and "--resume" in ln for ln in lines)
     assert "--resume instead of --plan" in p.stderr
     assert not out.exists()                          # planning creates nothing
+
+
+@pytest.mark.slow
+def test_executor_ray_trains_the_study_on_a_local_ray_instance(real_data_dir, tmp_path):
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("ray is not installed (it is in the dev extra)")
+        pytest.skip("ray is not installed: pip install -e '.[ray]'")
+    out = tmp_path / "ray"
+    p = run(["--quick", "--train-subset", "100", "--test-subset", "50", "--iwae-k", "2", "--iwae-images", "5",
+             "--executor", "ray", "--threads", "1", "--no-progress", "--out", str(out)], real_data_dir)
+    assert p.returncode == 0, f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
+    assert "as Ray tasks" in p.stdout and p.stdout.count("trained above; evaluating") == 4
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["study"]["executor"] == "ray" and m["study"]["runs_trained_here"] == 4
+    for r in m["runs"]:
+        assert (out / "runs" / r / "seed0" / "checkpoint.npz").is_file()
