@@ -139,11 +139,12 @@ def title(run):
     return RUN_TITLES.get(run, run)
 
 
-def ms(run, key, digits=None):
-    """A table cell: "mean ± SD" over seeds of ``run["summary"][key]`` (the mean alone for one seed)."""
+def ms(run, key, digits=None, sign=1):
+    """A table cell: "mean ± SD" over seeds of ``sign * run["summary"][key]`` (the mean alone for one seed)."""
     st = run["summary"].get(key)
     if not st or st["mean"] is None:
         return "–"
+    st = dict(st, mean=sign * st["mean"])
     if st["n"] == 1 or st["sd"] is None:
         return fmt(st["mean"]) if digits is None else f"{st['mean']:.{digits}f}"
     if digits is None:
@@ -175,7 +176,7 @@ RESULT_ROWS = [
     ("MNIST digit kept by decode(mu)", "reconstruction_class.kept", 3),
     ("  baseline: by PCA reconstructions", "reconstruction_class.pca_kept", 3),
     ("  ceiling: the originals", "reconstruction_class.originals", 3),
-    (f"active units (Var(mu) > {ACTIVE_THRESHOLD:g})", "active_units", 1),
+    (f"active units (Var(mu) > {ACTIVE_THRESHOLD:g})", "active_units", None),
 ]
 
 
@@ -196,12 +197,12 @@ def likelihood_table(runs, st):
     rows = []
     for r, v in runs.items():
         f = _first(v)
-        rows.append([title(r), f["likelihood"], ms(v, "nelbo_nats", 1), ms(v, "iwae.elbo_k1", 1),
-                     ms(v, "iwae.log_px", 1), ms(v, "iwae.gap", 2),
+        rows.append([title(r), f["likelihood"], ms(v, "nelbo_nats", 1), ms(v, "iwae.elbo_k1", 1, -1),
+                     ms(v, "iwae.log_px", 1, -1), ms(v, "iwae.gap", 2),
                      ms(v, "bits_per_dim", 3) if f["likelihood"] == "gaussian" else "n/a"])
     return _table(["run", "decoder", "-ELBO, all test images (nats)",
-                   f"ELBO, k = 1, first {st['iwae_images']} (nats)",
-                   f"IWAE bound on log p(x), k = {st['iwae_k']} (nats)", "gap IWAE - ELBO",
+                   f"-ELBO (k = 1), first {st['iwae_images']} images",
+                   f"IWAE bound on -log p(x) (k = {st['iwae_k']}), same images", "gap (how much tighter)",
                    "bits / dim (upper bound)"], rows)
 
 
@@ -212,8 +213,8 @@ def claims_table(claims):
                    "verdict"], rows)
 
 
-def differences_lines(runs):
-    """What this study does differently from the paper, and why."""
+def differences_lines(data):
+    """What this study does differently from the paper, and why (``data``: the study's provenance)."""
     return [
         "## Differences from the paper",
         "",
@@ -229,10 +230,12 @@ def differences_lines(runs):
         "- **Encoder heads.** mu and log-variance come from two dense heads on the last dense layer; "
         "the sample is z = mu + exp(logvar / 2) * eps.",
         "- **Data.** The copies used here are listed under Data with their sha256; a dataset whose "
-        "digests differ from the ones tensorflow-datasets registers is marked *not official*. The "
-        "CIFAR-10 archive of this study's committed results was rebuilt from a JPEG (quality 75) "
-        "mirror in another image order: its pixels have a lower variance than the official ones, "
-        "which lowers squared errors and changes the PCA numbers.",
+        "digests differ from the ones tensorflow-datasets registers is marked *not official*"
+        + ("." if all(d.get("official") for d in (data or {}).values()) else
+           ", as " + " and ".join(ds for ds, d in (data or {}).items() if not d.get("official"))
+           + " here. The CIFAR-10 archive in this project's shared data, for one, is rebuilt from a JPEG "
+             "(quality 75) mirror in another image order: its pixels vary less than the official ones, "
+             "which lowers squared errors and changes the PCA numbers; the paper used the official files."),
         "- **Evaluation the paper does not have:** the baselines, several seeds, the ELBO and IWAE "
         "bound, the KL-weight ablation and the Bernoulli decoder (`--extra-runs`).",
         "",
@@ -299,7 +302,7 @@ def render(summary, figure_paths, explorer_paths=None):
             f"with Bernoulli VAEs in the literature (about 90 nats on binarized MNIST, e.g. pythae's "
             f"benchmarks), not with the Gaussian rows, and it has no bits/dim.", "",
             likelihood_table(runs, st), ""]
-    out += differences_lines(runs)
+    out += differences_lines(st.get("data"))
     out += ["## Figures", "",
             "Pictures show each run's first seed; Figure 12 shows every seed." if n_seeds > 1 else "", ""]
     for key, caption in FIGURE_CAPTIONS.items():
