@@ -198,11 +198,12 @@ def likelihood_table(runs, st):
     for r, v in runs.items():
         f = _first(v)
         rows.append([title(r), f["likelihood"], ms(v, "nelbo_nats", 1), ms(v, "iwae.elbo_k1", 1, -1),
-                     ms(v, "iwae.log_px", 1, -1), ms(v, "iwae.gap", 2),
+                     ms(v, "iwae.log_px", 1, -1), f"{f['iwae']['log_px_se']:.1f}", ms(v, "iwae.gap", 2),
                      ms(v, "bits_per_dim", 3) if f["likelihood"] == "gaussian" else "n/a"])
     return _table(["run", "decoder", "-ELBO, all test images (nats)",
                    f"-ELBO (k = 1), first {st['iwae_images']} images",
-                   f"IWAE bound on -log p(x) (k = {st['iwae_k']}), same images", "gap (how much tighter)",
+                   f"IWAE bound on -log p(x) (k = {st['iwae_k']}), same images",
+                   "its SE over the images (first seed)", "gap (how much tighter)",
                    "bits / dim (upper bound)"], rows)
 
 
