@@ -203,7 +203,7 @@ def claim_c(runs, comp):
         "evidence": f"SSE {_rec_text(runs, 'simple_cifar10')}, {_rec_text(runs, 'highdim_cifar10')}; "
                     f"simple - highdim {d.text(2)}; mean image "
                     f"{_seeds(runs, 'simple_cifar10')[0]['mean_image_rec_sse']:.1f}; "
-                    + (f"only {', '.join(beats)} beats its PCA" if len(beats) == 1 else
+                    + (f"only {beats[0].split('_')[0]} beats the PCA of its size" if len(beats) == 1 else
                        "both beat their PCA" if beats else "neither beats a PCA of its size"),
         "verdict": _verdict_vs(d),
         "numbers": {"simple_minus_highdim": d.as_dict()},
