@@ -126,6 +126,7 @@ def test_metrics_are_complete_and_finite(quick):
         assert v["iwae"]["k"] == 20 and v["iwae"]["n_images"] == 100
         assert v["iwae"]["log_px"] >= v["iwae"]["elbo_k1"] - 3 * v["iwae"]["gap_se"]
     assert 0 <= runs["simple_mnist"]["reconstruction_class"]["kept"] <= 1
+    assert runs["simple_mnist"]["nll_floor_nats"] == pytest.approx(784 / 2 * math.log(math.pi))
     for r in ("simple_cifar10", "highdim_cifar10", "deep_cifar10"):
         assert 0.5 < runs[r]["vehicle_animal"]["majority_rate"] < 0.75
     assert set(m["claims"]) == set("abcdefgh")
@@ -316,6 +317,7 @@ def test_seeds_and_extra_runs_report_the_spread(real_data_dir, tmp_path):
     bern = m["runs"]["simple_mnist_bernoulli"]["seeds"]["0"]
     assert bern["likelihood"] == "bernoulli" and bern["bits_per_dim"] is None
     assert bern["nelbo_nats"] == pytest.approx(bern["elbo_rec_nll"] + bern["elbo_kl"])
+    assert 0 < bern["nll_floor_nats"] < bern["elbo_rec_nll"]          # the grey levels' own entropy
     for c in m["claims"].values():
         assert c["seeds"] == 2 or c["verdict"] == "not tested"
         assert "one seed" not in c["verdict"]

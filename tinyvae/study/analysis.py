@@ -95,6 +95,24 @@ def iwae_numbers(model, images, k, seed):
             "elbo_k1_se": se(per["elbo_k1"]), "gap": float(gap.mean()), "gap_se": se(gap)}
 
 
+def nll_floor(likelihood, images):
+    """The least -log p(x|z) the decoder can reach on ``images``, mean nats per image.
+
+    Gaussian with variance 1/2: ``(D/2) log(pi)`` (a perfect reconstruction).
+    Bernoulli on grey levels x: each pixel's binary entropy ``-x log x - (1-x) log(1-x)``.
+    """
+    d = int(np.prod(images.shape[1:]))
+    if likelihood == "gaussian":
+        return float(ev.gaussian_nll_const(d))
+    total = 0.0
+    for i in range(0, len(images), 1000):
+        x = images[i:i + 1000].astype(np.float64).reshape(-1) / 255.0               # (B * D,)
+        inner = (x > 0) & (x < 1)
+        xi = x[inner]
+        total += float(-np.sum(xi * np.log(xi) + (1 - xi) * np.log1p(-xi)))
+    return total / len(images)
+
+
 def curve_numbers(loss, n_dims, step=CURVE_STEP, window=CURVE_WINDOW):
     """How a per-batch training loss flattens: the share of its drop after ``step`` and its end level.
 
@@ -159,6 +177,7 @@ def analyze(result, cfg, data, base, k, iwae_k, iwae_n, pictures=False):
         "nelbo_dequantized_nats": nelbo_dq if np.isfinite(nelbo_dq) else None,
         "bits_per_dim": float(ev.bits_per_dim(nelbo_dq, d)) if np.isfinite(nelbo_dq) else None,
         "n_dims": d,
+        "nll_floor_nats": nll_floor(model.likelihood, te_x),
         "iwae": iwae_numbers(model, te_x[:iwae_n], iwae_k, cfg.seed),
         "curve": curve_numbers(result.history["loss"], d),
     })
