@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Run the whole study: the paper's four VAEs, every figure, metrics.json and REPORT.md.
 
-    python run_all.py                  # the paper's protocol (10 epochs, all data): about 25 min on 2 cores
-    python run_all.py --quick          # 1 epoch on small subsets: about 30 s on 2 cores
+    python run_all.py                  # the paper's protocol (10 epochs, all data): about 26 min on 2 cores
+    python run_all.py --quick          # 1 epoch on small subsets: about 26 s on 2 cores
     python run_all.py --seeds 3        # every run with seeds 0, 1, 2: verdicts judged on the seed spread
     python run_all.py --extra-runs     # also the KL-weight ablation and a Bernoulli decoder
     python run_all.py --resume         # continue unfinished runs, skip finished ones
@@ -105,7 +105,7 @@ def build_parser():
                    help=f"smoke preset: {QUICK['epochs']} epoch on {QUICK['train_subset']['mnist']} MNIST / "
                         f"{QUICK['train_subset']['cifar10']} CIFAR-10 training images and "
                         f"{QUICK['test_subset']['mnist']} / {QUICK['test_subset']['cifar10']} test "
-                        f"images (about 30 s on 2 cores); the default is the full protocol")
+                        f"images (about 26 s on 2 cores); the default is the full protocol")
     p.add_argument("--out", default="results", help="output folder (default results)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="override the number of epochs (default 10, or 1 with --quick)")

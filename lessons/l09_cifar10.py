@@ -150,7 +150,7 @@ models = {name: VAE(name, (32, 32, 3), np.random.default_rng(0)) for name in ARC
 counts = {name: sum(p.size for p in m.params.values()) for name, m in models.items()}
 results_dir = HERE.resolve().parent / "docs" / "results"
 metrics = json.loads((results_dir / "metrics.json").read_text())
-runs = {name: metrics["runs"][f"{name}_cifar10"] for name in ARCHS}
+runs = {name: metrics["runs"][f"{name}_cifar10"]["seeds"]["0"] for name in ARCHS}   # seed 0's numbers
 print(f"{'':9s}{'params':>10s}{'latent':>7s}{'test rec':>9s}{'KL':>7s}{'kNN':>7s}{'PCA kNN':>8s}{'train s':>8s}")
 for name, r in runs.items():
     print(f"{name:9s}{counts[name]:10,d}{r['latent']:7d}{r['test_rec']:9.1f}{r['test_kl']:7.2f}"

@@ -201,7 +201,7 @@ def likelihood_table(runs, st):
                      ms(v, "iwae.elbo_k1", 1, -1),
                      ms(v, "iwae.log_px", 1, -1), f"{f['iwae']['log_px_se']:.1f}", ms(v, "iwae.gap", 2),
                      ms(v, "bits_per_dim", 3) if f["likelihood"] == "gaussian" else "n/a"])
-    return _table(["run", "decoder", "floor of -log p(x|z) (nats)", "-ELBO, all test images (nats)",
+    return _table(["run", "decoder", "floor of -log p(x \\| z) (nats)", "-ELBO, all test images (nats)",
                    f"-ELBO (k = 1), first {st['iwae_images']} images",
                    f"IWAE bound on -log p(x) (k = {st['iwae_k']}), same images",
                    "its SE over the images (first seed)", "gap (how much tighter)",
