@@ -25,6 +25,7 @@ Errors print one line and exit with status 2; Ctrl-C during training saves
 the run's checkpoint and exits with 130 (continue with ``--resume``).
 """
 import argparse
+import functools
 import json
 import math
 import os
@@ -157,8 +158,14 @@ def default_jobs():
 
 def run_cost(cfg):
     """Multiply-adds to train ``cfg``, to start the longest runs first."""
-    model = VAE(cfg.model, IMAGE_SHAPES[cfg.dataset], np.random.default_rng(0), np.float32)
-    return step_flops(model, cfg.batch_size)[0] * planned_steps(cfg)
+    return _step_flops(cfg.model, cfg.dataset, cfg.batch_size) * planned_steps(cfg)
+
+
+@functools.lru_cache(maxsize=None)
+def _step_flops(model, dataset, batch_size):
+    """One training step's multiply-adds; built once per model and dataset, not once per seed."""
+    vae = VAE(model, IMAGE_SHAPES[dataset], np.random.default_rng(0), np.float32)
+    return step_flops(vae, batch_size)[0]
 
 
 def run_specs(args):
@@ -244,7 +251,7 @@ def finished_before(run_dir, cfg):
         return False
 
 
-def draw_figures(fig_dir, full, runs, arrays, metrics, n_seeds):
+def draw_figures(fig_dir, full, runs, arrays, metrics, summaries, n_seeds):
     """Every figure into ``fig_dir`` (pictures of each run's first seed); returns {key: path}."""
     def path(key):
         say(f"figure {FIGURES[key]}")
@@ -304,9 +311,7 @@ def draw_figures(fig_dir, full, runs, arrays, metrics, n_seeds):
     out.update({k: FIGURES[k] for k in ("fig9", "fig10", "fig11")})
 
     def ms(r, key):
-        vals = [analysis.flatten(m) for m in metrics[r].values()]
-        v = np.array([dict(f)[key] for f in vals], dtype=np.float64)
-        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None
+        return summaries[r][key]["mean"], summaries[r][key]["sd"]
 
     figures.separability(
         {r: {"latent": ms(r, "knn_accuracy"), "pca": ms(r, "pca_knn_accuracy"), "dims": first[r]["latent"]}
@@ -323,7 +328,8 @@ def draw_figures(fig_dir, full, runs, arrays, metrics, n_seeds):
 def evaluate_runs(args, runs, run_dirs, todo, trained):
     """Train what is left in this process, then evaluate every run and seed and draw the figures.
 
-    Returns (full data, {run: {seed: metrics}}, first seed's arrays, comparisons, figure paths, explorers).
+    Returns (full data, {run: {seed: metrics}}, {run: :func:`analysis.summarize`}, comparisons,
+    figure paths, explorers).
     """
     full = {}
     for ds in sorted({c.dataset for by_seed in runs.values() for c in by_seed.values()}, key=DATASETS.index):
@@ -372,10 +378,11 @@ def evaluate_runs(args, runs, run_dirs, todo, trained):
             say(f"  wrote {explorers[r]} ({size / 1e6:.2f} MB)")
         del result
     comparisons = compare(per_image)
+    summaries = {r: analysis.summarize(metrics[r]) for r in metrics}          # mean and SD over seeds
     fig_paths = draw_figures(os.path.join(args.out, "figures"), full, {r: next(iter(runs[r].values()))
                                                                        for r in runs},
-                             arrays, metrics, args.seeds)
-    return full, metrics, comparisons, fig_paths, explorers
+                             arrays, metrics, summaries, args.seeds)
+    return full, metrics, summaries, comparisons, fig_paths, explorers
 
 
 PAIRED = {"rec_simple_minus_highdim": ("sse_mu", "simple_cifar10", "highdim_cifar10"),
@@ -464,7 +471,8 @@ def _run_locked(args, out, runs, cfg_of, run_dirs, t_start):
         trained, peak_all = set(order), res["peak_rss_all_mib"]
 
     with thread_limit(local):
-        full, metrics, comparisons, fig_paths, explorers = evaluate_runs(args, runs, run_dirs, todo, trained)
+        full, metrics, summaries, comparisons, fig_paths, explorers = evaluate_runs(args, runs, run_dirs, todo,
+                                                                                     trained)
 
     cfg0 = next(iter(cfg_of.values()))
     study = {
@@ -484,7 +492,7 @@ def _run_locked(args, out, runs, cfg_of, run_dirs, t_start):
     study["peak_rss_all_mib"] = max(study["peak_rss_mib"], peak_all or 0.0)
     summary = {"study": study, "comparisons": comparisons,
                "runs": {r: {"config": run_config(next(iter(runs[r].values()))),
-                            "seeds": metrics[r], "summary": analysis.summarize(metrics[r])} for r in runs}}
+                            "seeds": metrics[r], "summary": summaries[r]} for r in runs}}
     summary = report.finite_or_null(summary)
     summary["claims"] = report.finite_or_null(claims.judge_claims(summary))
     path = os.path.join(out, "metrics.json")

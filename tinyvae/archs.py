@@ -1,5 +1,7 @@
 """The study's three VAE variants as plain data (no numba import, so the
 command line can list them instantly). :mod:`tinyvae.models` builds them."""
+import math
+import numbers
 from dataclasses import dataclass
 
 from .data import IMAGE_SHAPES
@@ -33,6 +35,19 @@ def get_arch(name):
     if name not in ARCHS:
         raise ConfigError(f"unknown model {name!r}; accepted: {', '.join(ARCHS)}")
     return ARCHS[name]
+
+
+def check_beta(beta):
+    """``beta`` as a float (None stays None: the architecture's), or a ConfigError.
+
+    A KL weight is a finite number >= 0 (NumPy numbers count; bools and strings do not).
+    """
+    if beta is None:
+        return None
+    if not (isinstance(beta, numbers.Real) and not isinstance(beta, bool)
+            and math.isfinite(beta) and beta >= 0):
+        raise ConfigError(f"beta must be a finite number >= 0 or None, got {beta!r}")
+    return float(beta)
 
 
 def image_shape_of(dataset):

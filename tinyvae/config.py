@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .archs import LIKELIHOODS, get_arch, image_shape_of
+from .archs import LIKELIHOODS, check_beta, get_arch, image_shape_of
 from .data import load
 from .errors import ConfigError
 from .evaluate import check_uint8_images
@@ -63,10 +63,7 @@ class TrainConfig:
             if getattr(self, name) is not None:                # NumPy numbers -> plain ones (JSON)
                 setattr(self, name, int(getattr(self, name)))
         self.lr = float(self.lr)
-        if self.beta is not None:
-            if not _is_number(self.beta) or not (math.isfinite(self.beta) and self.beta >= 0):
-                raise ConfigError(f"beta must be a finite number >= 0 or None, got {self.beta!r}")
-            self.beta = float(self.beta)
+        self.beta = check_beta(self.beta)
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}")
         return self

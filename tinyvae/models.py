@@ -27,12 +27,11 @@ Sizes come out exact: MNIST 5 -> 10 -> 12 -> 24 -> 26 -> 28,
 CIFAR-10 6 -> 12 -> 14 -> 28 -> 30 -> 32. Weights are Glorot-uniform and
 biases zero (Keras' defaults).
 """
-import math
 
 import numpy as np
 
 from . import layers as L
-from .archs import ARCHS, IMAGE_SHAPES, LIKELIHOODS, Arch, get_arch, image_shape_of  # noqa: F401 (re-exported)
+from .archs import ARCHS, IMAGE_SHAPES, LIKELIHOODS, Arch, check_beta, get_arch, image_shape_of  # noqa: F401 (re-exported)
 from .errors import ConfigError
 from .losses import bce_with_logits_loss, kl_loss, sse_loss
 
@@ -78,11 +77,8 @@ class VAE:
         if likelihood not in LIKELIHOODS:
             raise ConfigError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
         self.likelihood = likelihood
-        number = isinstance(beta, (int, float, np.integer, np.floating)) \
-            and not isinstance(beta, (bool, np.bool_))
-        if beta is not None and not (number and math.isfinite(beta) and beta >= 0):
-            raise ConfigError(f"beta must be a finite number >= 0 or None, got {beta!r}")
-        self.beta = self.arch.beta if beta is None else float(beta)
+        beta = check_beta(beta)
+        self.beta = self.arch.beta if beta is None else beta
         self.image_shape = tuple(int(s) for s in image_shape)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):

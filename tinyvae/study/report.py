@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..data import CLASS_NAMES, PIXEL_SCALE
-from ..evaluate import ACTIVE_THRESHOLD, DECODER_VARIANCE
+from ..evaluate import ACTIVE_THRESHOLD, DECODER_VARIANCE, bits_per_dim, gaussian_nll_const
 from ..probes import VEHICLE_CLASSES
 from .analysis import CLASSIFIER_DIMS
 from .claims import T95
@@ -21,8 +21,8 @@ RUN_TITLES = {"simple_mnist": "simple / MNIST", "simple_cifar10": "simple / CIFA
               "highdim_cifar10": "highdim / CIFAR-10", "deep_cifar10": "deep / CIFAR-10",
               "deep_cifar10_beta1": "deep / CIFAR-10, beta 1", "simple_cifar10_beta0.5":
               "simple / CIFAR-10, beta 0.5", "simple_mnist_bernoulli": "simple / MNIST, Bernoulli"}
-# the floor of the Gaussian decoder's bits/dim: -log N(x; xhat, 1/2) >= (1/2) log(pi) per pixel, + log 255
-BPD_FLOOR = (0.5 * math.log(math.pi) + math.log(PIXEL_SCALE)) / math.log(2)
+# the floor of the Gaussian decoder's bits/dim: a perfect reconstruction, -log p(x|z) = (D/2) log(pi)
+BPD_FLOOR = float(bits_per_dim(gaussian_nll_const(1), 1))
 FIGURE_CAPTIONS = {
     "fig1": "Figure 1. Example training images of MNIST and CIFAR-10, one column per class.",
     "fig2": "Figure 2. simple VAE on MNIST: latent means of the test images, coloured by class.",
