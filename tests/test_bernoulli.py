@@ -195,7 +195,7 @@ def test_bce_at_extreme_logits_matches_a_closed_form_pixel_by_pixel(dtype):
         loss, dlogits = bce_with_logits_loss(logits, x)
     want = np.array([float(t) * softplus(-float(l)) + (1 - float(t)) * softplus(float(l))
                      for l, t in zip(logits.ravel(), x.ravel())])               # (P,)
-    ulp = np.finfo(dtype).eps
+    ulp = float(np.finfo(dtype).eps)                      # a Python float: pytest.approx refuses float32
     assert per_image.dtype == np.float64 and np.all(np.isfinite(per_image))
     np.testing.assert_allclose(per_image, want, rtol=4 * ulp, atol=0)    # 1.8e-35 (x = 1, l = 80) too
     assert loss == pytest.approx(want.sum() / N, rel=4 * ulp)
