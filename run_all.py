@@ -32,6 +32,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 
@@ -50,7 +51,7 @@ from tinyvae.evaluate import ACTIVE_THRESHOLD, LIKELIHOODS
 from tinyvae.models import VAE, get_arch
 from tinyvae.runs import CHECKPOINT, METRICS, check_out_dir, lock, printable
 from tinyvae.study import analysis, claims, figures, report
-from tinyvae.study.parallel import planned_steps, train_parallel
+from tinyvae.study.parallel import Lanes, planned_steps, train_parallel
 from tinyvae.threads import cores, free_cores, thread_limit
 from tinyvae.train import train
 
@@ -325,64 +326,121 @@ def draw_figures(fig_dir, full, runs, arrays, metrics, summaries, n_seeds):
     return {k: os.path.join("figures", v) for k, v in out.items()}
 
 
-def evaluate_runs(args, runs, run_dirs, todo, trained):
+def evaluate_runs(args, runs, run_dirs, todo, trained, lanes=None, threads=None):
     """Train what is left in this process, then evaluate every run and seed and draw the figures.
+
+    With ``lanes`` (a :class:`tinyvae.study.parallel.Lanes`, while the runs train in other
+    processes) each run is evaluated as soon as it finished training and a lane is free, on
+    that lane's threads; else one after another on ``threads`` threads. The numbers are the
+    same in any order.
 
     Returns (full data, {run: {seed: metrics}}, {run: :func:`analysis.summarize`}, comparisons,
     figure paths, explorers).
     """
-    full = {}
-    for ds in sorted({c.dataset for by_seed in runs.values() for c in by_seed.values()}, key=DATASETS.index):
-        say(f"loading {ds}")
-        full[ds] = {split: load(ds, split, args.data_dir) for split in ("train", "test")}
-    iwae_k, iwae_n = iwae_settings(args)
-    metrics, arrays, per_image, bases, explorers = {}, {}, {}, {}, {}
-    tasks = [(r, s) for r in runs for s in runs[r]]
-    for i, (r, s) in enumerate(tasks, 1):
-        cfg, key = runs[r][s], f"{r}/seed{s}"
-        data = select_subsets(full[cfg.dataset], cfg)
-        n_tr, n_te = len(data["train"][0]), len(data["test"][0])
-        if key in trained:
-            what = "trained above; evaluating"
-        elif key not in todo:
-            what = "finished earlier, training skipped (resume); evaluating"
+    full = {}                                                  # dataset: its splits, loaded when first needed
+    state = {"metrics": {}, "arrays": {}, "per_image": {}, "bases": {}, "explorers": {},
+             "locks": {ds: threading.Lock() for ds in DATASETS}}
+    keys = [f"{r}/seed{s}" for r in runs for s in runs[r]]
+
+    def one(key, count):
+        _evaluate_run(args, runs, run_dirs, todo, trained, key, count, full, state)
+    with thread_limit(threads if lanes is None else lanes.threads):
+        if lanes is None:
+            for i, key in enumerate(keys, 1):
+                one(key, f"{i}/{len(keys)}")
         else:
-            what = f"training {cfg.epochs} epoch(s) on {n_tr} images, testing on {n_te}"
-        say(f"run {i}/{len(tasks)} {key}: {what}")
-        result = train(cfg, out_dir=run_dirs[key], data=data, resume=args.resume or key in trained,
-                       progress=not args.no_progress and key not in trained, backend=args.backend)
-        bkey = (cfg.dataset, s if cfg.train_subset or cfg.test_subset else None)
-        if bkey not in bases:
-            latents = sorted({get_arch(c.model).latent for by_seed in runs.values() for c in by_seed.values()
-                              if c.dataset == cfg.dataset})
-            say(f"baselines of {cfg.dataset} (PCA of the pixels, mean image) on {n_tr} training images")
-            bases = {k: v for k, v in bases.items() if k[0] != cfg.dataset}      # keep one per dataset
-            bases[bkey] = analysis.baselines(data, cfg.dataset, latents, args.knn_k, seed=cfg.seed)
-        first = r not in arrays
-        say(f"run {i}/{len(tasks)} {key}: evaluating (kNN, baselines, ELBO, IWAE k={iwae_k} on "
-            f"{min(iwae_n, n_te)} images{', pictures' if first else ''})")
-        m, a = analysis.analyze(result, cfg, data, bases[bkey], args.knn_k, iwae_k, iwae_n, pictures=first)
-        metrics.setdefault(r, {})[s] = m
-        per_image.setdefault(r, {})[s] = {"sse_mu": a["sse_mu"], "knn_correct": a["knn_correct"],
-                                          "labels": a["labels"]}
-        if first:
-            arrays[r] = a
-        say(f"  test rec {m['test_rec']:.2f}, kl {m['test_kl']:.2f}, -ELBO {m['nelbo_nats']:.1f} nats, "
-            f"IWAE log p(x) >= {m['iwae']['log_px']:.1f}, kNN acc {m['knn_accuracy']:.3f} "
-            f"(PCA {m['pca_knn_accuracy']:.3f}), SSE of decode(mu) {m['rec_sse_mu']:.2f} "
-            f"(PCA {m['pca_rec_sse']:.2f})")
-        if first and r in EXPLORED and a["mu"] is not None:   # a static explorer page beside REPORT.md
-            explorers[r] = f"explore_{r}.html"
-            size = explore.write_static_page(os.path.join(args.out, explorers[r]), result.model, asdict(cfg),
-                                             data["test"][1], a["mu"])
-            say(f"  wrote {explorers[r]} ({size / 1e6:.2f} MB)")
-        del result
+            lanes.map(one, keys)
+    order = {r: list(runs[r]) for r in runs}                   # the configured order, whatever came first
+    metrics = {r: {s: state["metrics"][r][s] for s in order[r]} for r in runs}
+    per_image = {r: {s: state["per_image"][r][s] for s in order[r]} for r in runs}
+    arrays, explorers = {r: state["arrays"][r] for r in runs}, {r: state["explorers"][r] for r in runs if r in state["explorers"]}
     comparisons = compare(per_image)
     summaries = {r: analysis.summarize(metrics[r]) for r in metrics}          # mean and SD over seeds
-    fig_paths = draw_figures(os.path.join(args.out, "figures"), full, {r: next(iter(runs[r].values()))
-                                                                       for r in runs},
-                             arrays, metrics, summaries, args.seeds)
+    full = {ds: full[ds] for ds in DATASETS if ds in full}
+    with thread_limit(threads if lanes is None else lanes.threads):
+        fig_paths = draw_figures(os.path.join(args.out, "figures"), full,
+                                 {r: next(iter(runs[r].values())) for r in runs},
+                                 arrays, metrics, summaries, args.seeds)
     return full, metrics, summaries, comparisons, fig_paths, explorers
+
+
+def _evaluate_run(args, runs, run_dirs, todo, trained, key, count, full, state):
+    """Train (what is left of) run ``key`` = "run/seedS" in this process, then evaluate it into
+    ``state``; the first configured seed of a run also gives its pictures and explorer page."""
+    r, s = key.split("/seed")
+    s = type(next(iter(runs[r])))(s)
+    cfg = runs[r][s]
+    with state["locks"][cfg.dataset]:                          # data and baselines: once per dataset
+        if cfg.dataset not in full:
+            say(f"loading {cfg.dataset}")
+            full[cfg.dataset] = {split: load(cfg.dataset, split, args.data_dir) for split in ("train", "test")}
+        data = select_subsets(full[cfg.dataset], cfg)
+        base = _baselines(args, runs, cfg, s, data, state["bases"])
+    n_tr, n_te = len(data["train"][0]), len(data["test"][0])
+    if key in trained:
+        what = "trained above; evaluating"
+    elif key not in todo:
+        what = "finished earlier, training skipped (resume); evaluating"
+    else:
+        what = f"training {cfg.epochs} epoch(s) on {n_tr} images, testing on {n_te}"
+    say(f"run {count} {key}: {what}")
+    result = train(cfg, out_dir=run_dirs[key], data=data, resume=args.resume or key in trained,
+                   progress=not args.no_progress and key not in trained, backend=args.backend)
+    first = s == next(iter(runs[r]))
+    iwae_k, iwae_n = iwae_settings(args)
+    say(f"run {count} {key}: evaluating (kNN, baselines, ELBO, IWAE k={iwae_k} on "
+        f"{min(iwae_n, n_te)} images{', pictures' if first else ''})")
+    m, a = analysis.analyze(result, cfg, data, base, args.knn_k, iwae_k, iwae_n, pictures=first)
+    state["metrics"].setdefault(r, {})[s] = m
+    state["per_image"].setdefault(r, {})[s] = {"sse_mu": a["sse_mu"], "knn_correct": a["knn_correct"],
+                                               "labels": a["labels"]}
+    if first:
+        state["arrays"][r] = a
+    say(f"  {key}: test rec {m['test_rec']:.2f}, kl {m['test_kl']:.2f}, -ELBO {m['nelbo_nats']:.1f} nats, "
+        f"IWAE log p(x) >= {m['iwae']['log_px']:.1f}, kNN acc {m['knn_accuracy']:.3f} "
+        f"(PCA {m['pca_knn_accuracy']:.3f}), SSE of decode(mu) {m['rec_sse_mu']:.2f} "
+        f"(PCA {m['pca_rec_sse']:.2f})")
+    if first and r in EXPLORED and a["mu"] is not None:   # a static explorer page beside REPORT.md
+        state["explorers"][r] = f"explore_{r}.html"
+        size = explore.write_static_page(os.path.join(args.out, state["explorers"][r]), result.model,
+                                         asdict(cfg), data["test"][1], a["mu"])
+        say(f"  wrote {state['explorers'][r]} ({size / 1e6:.2f} MB)")
+
+
+def _baselines(args, runs, cfg, s, data, bases):
+    """:func:`analysis.baselines` of ``data``, computed once per dataset (and seed, with subsets)."""
+    bkey = (cfg.dataset, s if cfg.train_subset or cfg.test_subset else None)
+    if bkey not in bases:
+        latents = sorted({get_arch(c.model).latent for by_seed in runs.values() for c in by_seed.values()
+                          if c.dataset == cfg.dataset})
+        say(f"baselines of {cfg.dataset} (PCA of the pixels, mean image) on {len(data['train'][0])} "
+            f"training images")
+        for k in [k for k in bases if k[0] == cfg.dataset]:                 # keep one per dataset
+            del bases[k]
+        bases[bkey] = analysis.baselines(data, cfg.dataset, latents, args.knn_k, seed=cfg.seed)
+    return bases[bkey]
+
+
+def _start_thread(fn, *args):
+    """Run ``fn(*args)`` in a daemon thread; returns ``wait()``, which joins it and returns
+    its result or raises its exception."""
+    box = {}
+
+    def body():
+        try:
+            box["result"] = fn(*args)
+        except BaseException as e:                    # handed to wait()
+            box["error"] = e
+
+    t = threading.Thread(target=body, name="tinyvae-evaluation", daemon=True)
+    t.start()
+
+    def wait():
+        t.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+    return wait
 
 
 PAIRED = {"rec_simple_minus_highdim": ("sse_mu", "simple_cifar10", "highdim_cifar10"),
@@ -453,7 +511,7 @@ def _run_locked(args, out, runs, cfg_of, run_dirs, t_start):
         + (f"{jobs} side by side with {threads} thread(s) each" if jobs > 1 else f"one at a time on {local} thread(s)")
         + f" ({free} of {cores()} cores free{'' if args.jobs or args.threads else '; --jobs and --threads change it'})")
 
-    trained, peak_all = set(), None
+    trained, peak_all, evaluation = set(), None, None
     todo = [k for k in cfg_of if not (args.resume and finished_before(run_dirs[k], cfg_of[k]))]
     if todo and (jobs > 1 or args.executor == "ray"):
         order = sorted(todo, key=lambda k: -run_cost(cfg_of[k]))
@@ -465,14 +523,23 @@ def _run_locked(args, out, runs, cfg_of, run_dirs, t_start):
                                       resume=args.resume, log=say, address=args.ray_address)
         else:
             say(f"training {len(todo)} run(s), {min(jobs, len(todo))} at a time with {threads} thread(s) "
-                f"each, longest first: {', '.join(order)}")
-            res = train_parallel(tasks, jobs, threads, data_dir=args.data_dir, backend=args.backend,
-                                 resume=args.resume, progress=not args.no_progress, log=say)
+                f"each, longest first: {', '.join(order)}; each run is evaluated here once it finished "
+                f"and a lane is free")
+            lanes = Lanes(jobs, threads, order)
+            evaluation = _start_thread(evaluate_runs, args, runs, run_dirs, todo, set(order), lanes)
+            try:
+                res = train_parallel(tasks, jobs, threads, data_dir=args.data_dir, backend=args.backend,
+                                     resume=args.resume, progress=not args.no_progress, log=say, lanes=lanes)
+            except BaseException:
+                lanes.abort()                            # the evaluation stops at its next run
+                raise
         trained, peak_all = set(order), res["peak_rss_all_mib"]
 
-    with thread_limit(local):
-        full, metrics, summaries, comparisons, fig_paths, explorers = evaluate_runs(args, runs, run_dirs, todo,
-                                                                                     trained)
+    if evaluation is not None:
+        full, metrics, summaries, comparisons, fig_paths, explorers = evaluation()
+    else:
+        full, metrics, summaries, comparisons, fig_paths, explorers = evaluate_runs(
+            args, runs, run_dirs, todo, trained, threads=local)
 
     cfg0 = next(iter(cfg_of.values()))
     study = {

@@ -16,7 +16,7 @@ import pytest
 from tinyvae import checkpoint as ckpt
 from tinyvae.cli import thread_limit
 from tinyvae.errors import ConfigError, DataError, Interrupted
-from tinyvae.study.parallel import planned_steps, rss_mib, train_parallel
+from tinyvae.study.parallel import Lanes, planned_steps, rss_mib, train_parallel
 from tinyvae.runs import CHECKPOINT
 from tinyvae.config import TrainConfig
 from tinyvae.train import train
@@ -213,3 +213,84 @@ def test_the_stop_message_says_what_each_run_left(tmp_path):
     assert "b stopped before saving; its earlier checkpoint stays" in message
     assert "c saved its checkpoint" in message and "d finished" in message
     assert message.startswith("stopped by SIGINT") and "every run saved" not in message
+
+
+def _until(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+class _Recorder:
+    """``fn`` for :meth:`Lanes.map`: notes each key's start, holds it until released."""
+
+    def __init__(self):
+        self.started, self.running, self.most = [], 0, 0
+        self.lock, self.go = threading.Lock(), {}
+
+    def __call__(self, key, count):
+        with self.lock:
+            self.started.append(key)
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.go[key] = threading.Event()
+        self.go[key].wait(10)
+        with self.lock:
+            self.running -= 1
+        if key == "bad":
+            raise DataError("bad run")
+
+
+def _map_in_thread(lanes, fn, keys):
+    box = {}
+
+    def body():
+        try:
+            lanes.map(fn, keys)
+        except BaseException as e:
+            box["error"] = e
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, box
+
+
+def test_lanes_evaluate_a_finished_run_only_on_a_free_lane():
+    lanes, rec = Lanes(2, 1, ["a", "b", "c"]), _Recorder()
+    t, box = _map_in_thread(lanes, rec, ["a", "earlier", "b", "c"])   # "earlier" trained before
+    time.sleep(0.3)
+    assert rec.started == []                             # runs still wait to start: no lane is free
+    lanes.update(2, False)
+    time.sleep(0.3)
+    assert rec.started == []                             # both lanes train
+    lanes.update(1, False, ["a"])
+    _until(lambda: len(rec.started) == 1)
+    time.sleep(0.3)
+    assert rec.started == ["a"] and rec.most == 1        # one free lane: one evaluation
+    rec.go["a"].set()
+    _until(lambda: len(rec.started) == 2)
+    assert rec.started == ["a", "earlier"]               # "b" and "c" are not finished
+    lanes.update(0, False, ["b", "c"])
+    _until(lambda: len(rec.started) == 3)
+    assert rec.most == 2                                 # training over: both lanes evaluate
+    for key in ("earlier", "b"):
+        rec.go[key].set()
+    _until(lambda: len(rec.started) == 4)
+    rec.go["c"].set()
+    t.join(10)
+    assert not t.is_alive() and "error" not in box and sorted(rec.started) == ["a", "b", "c", "earlier"]
+
+
+def test_lanes_raise_the_first_error_and_stop_on_abort():
+    lanes, rec = Lanes(2, 1, []), _Recorder()
+    t, box = _map_in_thread(lanes, rec, ["bad", "x", "y"])
+    _until(lambda: len(rec.started) == 2)
+    rec.go["bad"].set()
+    rec.go["x"].set()
+    t.join(10)
+    assert isinstance(box["error"], DataError) and "y" not in rec.started
+    lanes, rec = Lanes(2, 1, ["a"]), _Recorder()
+    t, box = _map_in_thread(lanes, rec, ["a"])
+    lanes.abort()                                        # training stopped before "a" finished
+    t.join(10)
+    assert isinstance(box["error"], Interrupted) and rec.started == []

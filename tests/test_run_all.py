@@ -164,8 +164,15 @@ def test_resume_skips_finished_runs(quick, real_data_dir):
     out, first = quick
     ckpts = sorted((out / "runs").glob("*/seed0/checkpoint.npz"))
     before = {c: c.stat().st_mtime_ns for c in ckpts}
+    overlapped = json.loads((out / "metrics.json").read_text())
     p = run(["--quick", "--out", str(out), "--resume", "--no-progress", "--threads", "1"], real_data_dir)
     assert p.returncode == 0, p.stderr[-3000:]
+    # the runs were evaluated while others trained, in the order they finished; evaluated
+    # again afterwards, one after another, every number is the same
+    after = json.loads((out / "metrics.json").read_text())
+    for key in ("runs", "comparisons", "claims"):
+        assert after[key] == overlapped[key], key
+    assert "once it finished and a lane is free" in first.stdout
     assert p.stdout.count("finished earlier, training skipped") == 4
     assert "epoch 1:" not in p.stdout + p.stderr               # no training epoch ran
     assert {c: c.stat().st_mtime_ns for c in ckpts} == before   # checkpoints untouched

@@ -14,6 +14,9 @@ seed, checkpoints and numbers); what differs is around it:
 - a child whose parent has died stops the same way, so no orphan trains on;
 - one tqdm bar counts the batches of all runs; epoch results are printed as
   they come;
+- a lane (``threads`` threads) whose run finished while no run waits to
+  start goes to this process, which evaluates finished runs on it
+  (:class:`Lanes`), so no core idles while the last runs train;
 - an error in one run stops the others (they save first) and is raised here
   with the run's name.
 """
@@ -22,6 +25,7 @@ import os
 import queue as queue_mod
 import signal
 import sys
+import threading
 import time
 
 from tqdm.auto import tqdm
@@ -42,6 +46,91 @@ def rss_mib(pid):
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return None
+
+
+class Lanes:
+    """A study's ``jobs`` lanes of ``threads`` threads, shared between its
+    training processes and this process's evaluation of the runs they finish.
+
+    :func:`train_parallel` reports how many runs train and whether any waits
+    to start; :meth:`map` evaluates runs in this process, each on one lane,
+    as soon as it finished training and a lane is free (no run waits and
+    fewer than ``jobs`` lanes are in use).
+
+    keys : the runs :func:`train_parallel` will train; any other key counts as finished
+    """
+
+    def __init__(self, jobs, threads, keys):
+        self.jobs, self.threads = jobs, threads
+        self._cond = threading.Condition()
+        self._unfinished = set(keys)
+        self._training, self._pending, self._evaluating, self._aborted = 0, bool(keys), 0, False
+
+    def update(self, training, pending, finished=()):
+        """From :func:`train_parallel`: runs training now, whether any waits, runs just finished."""
+        with self._cond:
+            self._training, self._pending = training, pending
+            self._unfinished.difference_update(finished)
+            self._cond.notify_all()
+
+    def abort(self):
+        """Stop :meth:`map`: each worker ends after the run it is on."""
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+    def _take(self, left):
+        with self._cond:
+            while True:
+                ready = [k for k in left if k not in self._unfinished]
+                if self._aborted or not left:
+                    return None
+                if ready and not self._pending and self._training + self._evaluating < self.jobs:
+                    self._evaluating += 1
+                    left.remove(ready[0])
+                    return ready[0]
+                self._cond.wait(timeout=1.0)
+
+    def _release(self):
+        with self._cond:
+            self._evaluating -= 1
+            self._cond.notify_all()
+
+    def map(self, fn, keys):
+        """Call ``fn(key, count)`` for every key ("i/n", in the order they are taken) in up to
+        ``jobs`` threads of this process, each on a free lane with ``threads`` numba threads
+        (the caller pins BLAS); returns when all are done, raising the first error (the other
+        threads stop after their current key)."""
+        import numba
+        left, errors_, done = list(keys), [], [0]
+
+        def worker():
+            numba.set_num_threads(self.threads)          # per thread; BLAS is the caller's
+            while not errors_:
+                key = self._take(left)
+                if key is None:
+                    return
+                with self._cond:
+                    done[0] += 1
+                    count = f"{done[0]}/{len(keys)}"
+                try:
+                    fn(key, count)
+                except BaseException as e:               # raised in map's thread below
+                    errors_.append(e)
+                    self.abort()
+                finally:
+                    self._release()
+
+        workers = [threading.Thread(target=worker, name=f"tinyvae-lane{i}", daemon=True)
+                   for i in range(min(self.jobs, len(keys)))]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        if errors_:
+            raise errors_[0]
+        if left:
+            raise Interrupted("stopped before every run was evaluated", 130)
 
 
 def _child(name, cfg, out_dir, resume, data_dir, backend, threads, q):
@@ -84,7 +173,7 @@ def _child(name, cfg, out_dir, resume, data_dir, backend, threads, q):
 
 
 def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=False, progress=True,
-                   log=print):
+                   log=print, lanes=None):
     """Train ``tasks`` in child processes, at most ``jobs`` at a time.
 
     Parameters
@@ -96,6 +185,8 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
     data_dir, backend, resume : passed to :func:`tinyvae.train.train`
     progress : one tqdm bar over every run's batches
     log : prints a line (epoch results, starts, ends)
+    lanes : a :class:`Lanes` told which runs train, wait and finished, so that this
+        process can evaluate finished runs on the idle lanes
 
     Returns
     -------
@@ -183,6 +274,8 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
                 if received:                             # a signal came while it started
                     _kill(p, received[-1])
                 say(f"started {name} (process {p.pid}, {threads} thread{'s' * (threads > 1)})")
+            if lanes is not None:
+                lanes.update(len(running), bool(pending and not received and not failures))
             drain(0.2)
             sample_memory()
             for name, p in list(running.items()):
@@ -194,6 +287,8 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
                 event, info = outcome.get(name, (None, {}))
                 if p.exitcode == 0 and event == "done":
                     say(f"finished {name} in {info['seconds']:.0f} s")
+                    if lanes is not None:
+                        lanes.update(len(running), bool(pending), [name])
                     continue
                 if event == "error":
                     failures.append((name, info["type"], info["message"]))
@@ -214,6 +309,8 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
             bar.n = sum(v[0] for v in steps.values())
             bar.set_postfix_str(", ".join(f"{n} {steps[n][0]}/{steps[n][1]}" for n in running), refresh=False)
             bar.refresh()
+        if lanes is not None:
+            lanes.update(0, False)
     finally:
         bar.close()
         for s, h in old.items():
