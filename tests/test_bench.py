@@ -127,3 +127,36 @@ def test_torch_model_matches_tinyvae():
         check = ct.check_equivalent(runner.model, tm, runner.x, runner.eps)
         assert check["loss_rel_diff"] < 1e-5, check
         assert check["grad_max_rel_diff"] < 1e-3, check
+
+
+def _study_limit(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import study_limit
+    return study_limit
+
+
+def test_study_limit_is_the_lane_bound_of_the_protocols_flops(monkeypatch, capsys, tmp_path):
+    sl = _study_limit(monkeypatch)
+    runs = sl.protocol_flops()
+    assert [(m, d, s) for m, d, s, _ in runs] == [("simple", "mnist", 12000), ("simple", "cifar10", 10000),
+                                                  ("highdim", "cifar10", 10000), ("deep", "cifar10", 10000)]
+    for (m, d, _, f) in runs:
+        assert f == bench.step_flops(VAE(m, IMAGE_SHAPES[d], np.random.default_rng(1)))[0]
+    # two lanes: never faster than the longest run alone on one lane
+    assert sl.limit_seconds([("a", "x", 10, 100e9), ("b", "x", 10, 10e9)], 100, 200) == (10.0, 5.5, 10.0)
+    assert sl.limit_seconds([("a", "x", 10, 50e9), ("b", "x", 10, 50e9)], 100, 150)[0] == 1000 / 150
+    metrics = {"study": {"preset": "full", "epochs": 10, "seed": 0, "seeds": [0], "runs_trained_here": 4,
+                         "wall_seconds": 2 * sum(s * f for _, _, s, f in runs) / 256e9},
+               "runs": dict.fromkeys(sl.PAPER_RUNS, {})}
+    (tmp_path / "m.json").write_text(json.dumps(metrics))
+    assert sl.main(["--metrics", str(tmp_path / "m.json"), "--peak", "1000,256"]) == 0
+    out = capsys.readouterr().out
+    assert "178.6 TFLOP" in out and "= 200% of the limit (the limit is 50% of its wall time)" in out
+    metrics["study"]["runs_trained_here"] = 0                         # a resumed study
+    (tmp_path / "m.json").write_text(json.dumps(metrics))
+    assert sl.main(["--metrics", str(tmp_path / "m.json"), "--peak", "1000,256"]) == 2
+    assert "resumed" in capsys.readouterr().err
+    for bad in (["--peak", "128"], ["--peak", "1,x"], ["--wall", "-3", "--peak", "1,2"],
+                ["--metrics", str(tmp_path / "none.json")]):
+        assert sl.main(bad) == 2
+        assert capsys.readouterr().err.startswith("study_limit: error: ")
