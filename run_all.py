@@ -331,29 +331,38 @@ def evaluate_runs(args, runs, run_dirs, todo, trained, lanes=None, threads=None)
 
     With ``lanes`` (a :class:`tinyvae.study.parallel.Lanes`, while the runs train in other
     processes) each run is evaluated as soon as it finished training and a lane is free, on
-    that lane's threads; else one after another on ``threads`` threads. The numbers are the
-    same in any order.
+    that lane's threads (a lane free before any run is ready computes a dataset's baselines);
+    else one after another on ``threads`` threads. The numbers are the same in any order.
 
     Returns (full data, {run: {seed: metrics}}, {run: :func:`analysis.summarize`}, comparisons,
     figure paths, explorers).
     """
     full = {}                                                  # dataset: its splits, loaded when first needed
     state = {"metrics": {}, "arrays": {}, "per_image": {}, "bases": {}, "explorers": {},
-             "locks": {ds: threading.Lock() for ds in DATASETS}}
+             "locks": {k: threading.Lock() for k in DATASETS + ("count",)}}
     keys = [f"{r}/seed{s}" for r in runs for s in runs[r]]
+    counter = iter(range(1, len(keys) + 1))
+    runs_of = {f"baselines/{ds}": [(r, s) for r in runs for s in runs[r] if runs[r][s].dataset == ds]
+               for ds in DATASETS}
 
-    def one(key, count):
+    def one(key):
+        if key.startswith("baselines/"):                      # a free lane's work before a run is ready
+            _dataset_and_baselines(args, runs, key.split("/")[1], runs_of[key][0], full, state)
+            return
+        with state["locks"]["count"]:
+            count = f"{next(counter)}/{len(keys)}"
         _evaluate_run(args, runs, run_dirs, todo, trained, key, count, full, state)
     with thread_limit(threads if lanes is None else lanes.threads):
         if lanes is None:
-            for i, key in enumerate(keys, 1):
-                one(key, f"{i}/{len(keys)}")
+            for key in keys:
+                one(key)
         else:
-            lanes.map(one, keys)
+            lanes.map(one, keys + [k for k, v in runs_of.items() if v])
     order = {r: list(runs[r]) for r in runs}                   # the configured order, whatever came first
     metrics = {r: {s: state["metrics"][r][s] for s in order[r]} for r in runs}
     per_image = {r: {s: state["per_image"][r][s] for s in order[r]} for r in runs}
-    arrays, explorers = {r: state["arrays"][r] for r in runs}, {r: state["explorers"][r] for r in runs if r in state["explorers"]}
+    arrays = {r: state["arrays"][r] for r in runs}
+    explorers = {r: state["explorers"][r] for r in runs if r in state["explorers"]}
     comparisons = compare(per_image)
     summaries = {r: analysis.summarize(metrics[r]) for r in metrics}          # mean and SD over seeds
     full = {ds: full[ds] for ds in DATASETS if ds in full}
@@ -370,12 +379,7 @@ def _evaluate_run(args, runs, run_dirs, todo, trained, key, count, full, state):
     r, s = key.split("/seed")
     s = type(next(iter(runs[r])))(s)
     cfg = runs[r][s]
-    with state["locks"][cfg.dataset]:                          # data and baselines: once per dataset
-        if cfg.dataset not in full:
-            say(f"loading {cfg.dataset}")
-            full[cfg.dataset] = {split: load(cfg.dataset, split, args.data_dir) for split in ("train", "test")}
-        data = select_subsets(full[cfg.dataset], cfg)
-        base = _baselines(args, runs, cfg, s, data, state["bases"])
+    data, base = _dataset_and_baselines(args, runs, cfg.dataset, (r, s), full, state)
     n_tr, n_te = len(data["train"][0]), len(data["test"][0])
     if key in trained:
         what = "trained above; evaluating"
@@ -405,6 +409,18 @@ def _evaluate_run(args, runs, run_dirs, todo, trained, key, count, full, state):
         size = explore.write_static_page(os.path.join(args.out, state["explorers"][r]), result.model,
                                          asdict(cfg), data["test"][1], a["mu"])
         say(f"  wrote {state['explorers'][r]} ({size / 1e6:.2f} MB)")
+
+
+def _dataset_and_baselines(args, runs, dataset, run_seed, full, state):
+    """Run ``run_seed`` = (run, seed)'s data and baselines, each loaded or computed once."""
+    r, s = run_seed
+    cfg = runs[r][s]
+    with state["locks"][dataset]:
+        if dataset not in full:
+            say(f"loading {dataset}")
+            full[dataset] = {split: load(dataset, split, args.data_dir) for split in ("train", "test")}
+        data = select_subsets(full[dataset], cfg)
+        return data, _baselines(args, runs, cfg, s, data, state["bases"])
 
 
 def _baselines(args, runs, cfg, s, data, bases):

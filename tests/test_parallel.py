@@ -229,7 +229,7 @@ class _Recorder:
         self.started, self.running, self.most = [], 0, 0
         self.lock, self.go = threading.Lock(), {}
 
-    def __call__(self, key, count):
+    def __call__(self, key):
         with self.lock:
             self.started.append(key)
             self.running += 1

@@ -97,12 +97,12 @@ class Lanes:
             self._cond.notify_all()
 
     def map(self, fn, keys):
-        """Call ``fn(key, count)`` for every key ("i/n", in the order they are taken) in up to
-        ``jobs`` threads of this process, each on a free lane with ``threads`` numba threads
-        (the caller pins BLAS); returns when all are done, raising the first error (the other
-        threads stop after their current key)."""
+        """Call ``fn(key)`` for every key, in up to ``jobs`` threads of this process, each on a
+        free lane with ``threads`` numba threads (the caller pins BLAS); of the keys ready, the
+        first in ``keys`` goes first. Returns when all are done, raising the first error (the
+        other threads stop after their current key)."""
         import numba
-        left, errors_, done = list(keys), [], [0]
+        left, errors_ = list(keys), []
 
         def worker():
             numba.set_num_threads(self.threads)          # per thread; BLAS is the caller's
@@ -110,11 +110,8 @@ class Lanes:
                 key = self._take(left)
                 if key is None:
                     return
-                with self._cond:
-                    done[0] += 1
-                    count = f"{done[0]}/{len(keys)}"
                 try:
-                    fn(key, count)
+                    fn(key)
                 except BaseException as e:               # raised in map's thread below
                     errors_.append(e)
                     self.abort()
