@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the whole study: the paper's four VAEs, every figure, metrics.json and REPORT.md.
 
-    python run_all.py                  # the paper's protocol (10 epochs, all data): about 26 min on 2 cores
+    python run_all.py                  # the paper's protocol (10 epochs, all data): about 24 min on 2 cores
     python run_all.py --quick          # 1 epoch on small subsets: about 26 s on 2 cores
     python run_all.py --seeds 3        # every run with seeds 0, 1, 2: verdicts judged on the seed spread
     python run_all.py --extra-runs     # also the KL-weight ablation and a Bernoulli decoder
@@ -14,7 +14,9 @@ highdim/CIFAR-10, deep/CIFAR-10, and with ``--extra-runs`` deep/CIFAR-10 at
 KL weight 1, simple/CIFAR-10 at KL weight 0.5 and simple/MNIST with a
 Bernoulli decoder. By default as many runs train side by side as there are
 free cores, each in its own process on one thread (:mod:`tinyvae.study.parallel`),
-longest first; ``--jobs 1`` trains them one after another in this process;
+longest first, and this process evaluates each finished run on a core that
+no training needs any more; ``--jobs 1`` trains them one after another in
+this process;
 ``--executor ray`` sends them to Ray (:mod:`tinyvae.study.executors`). Then
 every run is evaluated on its test set against baselines that need no
 training (:mod:`tinyvae.study.analysis`), the paper's claims are judged on
@@ -135,7 +137,8 @@ def build_parser():
                    help=f"first test images the IWAE bound is computed on (default {IWAE_IMAGES}, "
                         f"{QUICK['iwae_images']} with --quick)")
     p.add_argument("--jobs", type=positive_int, default=None,
-                   help=f"train this many runs side by side, each in its own process (default: one per "
+                   help=f"train this many runs side by side, each in its own process, and evaluate "
+                        f"finished runs on the lanes no training needs any more (default: one per "
                         f"free core, from the load average; here now {default_jobs()}); 1 trains them "
                         f"one after another in this process")
     p.add_argument("--executor", choices=("local", "ray"), default="local",

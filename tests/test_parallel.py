@@ -286,7 +286,8 @@ def test_lanes_raise_the_first_error_and_stop_on_abort():
     t, box = _map_in_thread(lanes, rec, ["bad", "x", "y"])
     _until(lambda: len(rec.started) == 2)
     rec.go["bad"].set()
-    rec.go["x"].set()
+    _until(lambda: lanes._aborted)                       # the error stops the lanes ...
+    rec.go["x"].set()                                    # ... so "x"'s thread takes no more
     t.join(10)
     assert isinstance(box["error"], DataError) and "y" not in rec.started
     lanes, rec = Lanes(2, 1, ["a"]), _Recorder()
