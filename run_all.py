@@ -39,6 +39,7 @@ import time
 from dataclasses import asdict
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from tinyvae import checkpoint as ckpt
 from tinyvae import explore
@@ -93,8 +94,10 @@ _T0 = time.perf_counter()
 
 
 def say(msg):
-    """A progress line on stdout, with the seconds since the start."""
-    print(printable(f"[run_all {time.perf_counter() - _T0:6.1f}s] {msg}"), flush=True)
+    """A progress line on stdout, with the seconds since the start (above any progress bar:
+    the evaluation speaks while the training's bar is drawn)."""
+    tqdm.write(printable(f"[run_all {time.perf_counter() - _T0:6.1f}s] {msg}"), file=sys.stdout)
+    sys.stdout.flush()
 
 
 def build_parser():

@@ -271,8 +271,10 @@ def train_parallel(tasks, jobs, threads=1, data_dir=None, backend=None, resume=F
                 if received:                             # a signal came while it started
                     _kill(p, received[-1])
                 say(f"started {name} (process {p.pid}, {threads} thread{'s' * (threads > 1)})")
-            if lanes is not None:
-                lanes.update(len(running), bool(pending and not received and not failures))
+            if lanes is not None and (received or failures):
+                lanes.abort()                            # stopping: evaluate nothing more
+            elif lanes is not None:
+                lanes.update(len(running), bool(pending))
             drain(0.2)
             sample_memory()
             for name, p in list(running.items()):
