@@ -346,24 +346,26 @@ def evaluate_runs(args, runs, run_dirs, todo, trained, lanes=None, threads=None)
     full = {}                                                  # dataset: its splits, loaded when first needed
     state = {"metrics": {}, "arrays": {}, "per_image": {}, "bases": {}, "explorers": {},
              "locks": {k: threading.Lock() for k in DATASETS + ("count",)}}
-    keys = [f"{r}/seed{s}" for r in runs for s in runs[r]]
-    counter = iter(range(1, len(keys) + 1))
-    runs_of = {f"baselines/{ds}": [(r, s) for r in runs for s in runs[r] if runs[r][s].dataset == ds]
-               for ds in DATASETS}
+    run_seed = {f"{r}/seed{s}": (r, s) for r in runs for s in runs[r]}
+    first_of = {}                                              # "baselines/<dataset>": its first (run, seed)
+    for key, (r, s) in run_seed.items():
+        first_of.setdefault(f"baselines/{runs[r][s].dataset}", (r, s))
+    counter = iter(range(1, len(run_seed) + 1))
+    n_threads = threads if lanes is None else lanes.threads
 
     def one(key):
-        if key.startswith("baselines/"):                      # a free lane's work before a run is ready
-            _dataset_and_baselines(args, runs, key.split("/")[1], runs_of[key][0], full, state)
+        if key in first_of:                                    # a free lane's work before a run is ready
+            _dataset_and_baselines(args, runs, *first_of[key], full, state)
             return
         with state["locks"]["count"]:
-            count = f"{next(counter)}/{len(keys)}"
-        _evaluate_run(args, runs, run_dirs, todo, trained, key, count, full, state)
-    with thread_limit(threads if lanes is None else lanes.threads):
+            count = f"{next(counter)}/{len(run_seed)}"
+        _evaluate_run(args, runs, run_dirs, todo, trained, key, *run_seed[key], count, full, state)
+    with thread_limit(n_threads):
         if lanes is None:
-            for key in keys:
+            for key in run_seed:
                 one(key)
         else:
-            lanes.map(one, keys + [k for k, v in runs_of.items() if v])
+            lanes.map(one, list(run_seed) + list(first_of))
     order = {r: list(runs[r]) for r in runs}                   # the configured order, whatever came first
     metrics = {r: {s: state["metrics"][r][s] for s in order[r]} for r in runs}
     per_image = {r: {s: state["per_image"][r][s] for s in order[r]} for r in runs}
@@ -372,20 +374,18 @@ def evaluate_runs(args, runs, run_dirs, todo, trained, lanes=None, threads=None)
     comparisons = compare(per_image)
     summaries = {r: analysis.summarize(metrics[r]) for r in metrics}          # mean and SD over seeds
     full = {ds: full[ds] for ds in DATASETS if ds in full}
-    with thread_limit(threads if lanes is None else lanes.threads):
+    with thread_limit(n_threads):
         fig_paths = draw_figures(os.path.join(args.out, "figures"), full,
                                  {r: next(iter(runs[r].values())) for r in runs},
                                  arrays, metrics, summaries, args.seeds)
     return full, metrics, summaries, comparisons, fig_paths, explorers
 
 
-def _evaluate_run(args, runs, run_dirs, todo, trained, key, count, full, state):
-    """Train (what is left of) run ``key`` = "run/seedS" in this process, then evaluate it into
+def _evaluate_run(args, runs, run_dirs, todo, trained, key, r, s, count, full, state):
+    """Train (what is left of) run ``key`` = "r/seed<s>" in this process, then evaluate it into
     ``state``; the first configured seed of a run also gives its pictures and explorer page."""
-    r, s = key.split("/seed")
-    s = type(next(iter(runs[r])))(s)
     cfg = runs[r][s]
-    data, base = _dataset_and_baselines(args, runs, cfg.dataset, (r, s), full, state)
+    data, base = _dataset_and_baselines(args, runs, r, s, full, state)
     n_tr, n_te = len(data["train"][0]), len(data["test"][0])
     if key in trained:
         what = "trained above; evaluating"
@@ -417,30 +417,25 @@ def _evaluate_run(args, runs, run_dirs, todo, trained, key, count, full, state):
         say(f"  wrote {state['explorers'][r]} ({size / 1e6:.2f} MB)")
 
 
-def _dataset_and_baselines(args, runs, dataset, run_seed, full, state):
-    """Run ``run_seed`` = (run, seed)'s data and baselines, each loaded or computed once."""
-    r, s = run_seed
+def _dataset_and_baselines(args, runs, r, s, full, state):
+    """Run ``r``, seed ``s``: its data and :func:`analysis.baselines` of it, each loaded or
+    computed once per dataset (and seed, with subsets)."""
     cfg = runs[r][s]
-    with state["locks"][dataset]:
-        if dataset not in full:
-            say(f"loading {dataset}")
-            full[dataset] = {split: load(dataset, split, args.data_dir) for split in ("train", "test")}
-        data = select_subsets(full[dataset], cfg)
-        return data, _baselines(args, runs, cfg, s, data, state["bases"])
-
-
-def _baselines(args, runs, cfg, s, data, bases):
-    """:func:`analysis.baselines` of ``data``, computed once per dataset (and seed, with subsets)."""
-    bkey = (cfg.dataset, s if cfg.train_subset or cfg.test_subset else None)
-    if bkey not in bases:
-        latents = sorted({get_arch(c.model).latent for by_seed in runs.values() for c in by_seed.values()
-                          if c.dataset == cfg.dataset})
-        say(f"baselines of {cfg.dataset} (PCA of the pixels, mean image) on {len(data['train'][0])} "
-            f"training images")
-        for k in [k for k in bases if k[0] == cfg.dataset]:                 # keep one per dataset
-            del bases[k]
-        bases[bkey] = analysis.baselines(data, cfg.dataset, latents, args.knn_k, seed=cfg.seed)
-    return bases[bkey]
+    bases, bkey = state["bases"], (cfg.dataset, s if cfg.train_subset or cfg.test_subset else None)
+    with state["locks"][cfg.dataset]:
+        if cfg.dataset not in full:
+            say(f"loading {cfg.dataset}")
+            full[cfg.dataset] = {split: load(cfg.dataset, split, args.data_dir) for split in ("train", "test")}
+        data = select_subsets(full[cfg.dataset], cfg)
+        if bkey not in bases:
+            latents = sorted({get_arch(c.model).latent for by_seed in runs.values() for c in by_seed.values()
+                              if c.dataset == cfg.dataset})
+            say(f"baselines of {cfg.dataset} (PCA of the pixels, mean image) on {len(data['train'][0])} "
+                f"training images")
+            for k in [k for k in bases if k[0] == cfg.dataset]:             # keep one per dataset
+                del bases[k]
+            bases[bkey] = analysis.baselines(data, cfg.dataset, latents, args.knn_k, seed=cfg.seed)
+        return data, bases[bkey]
 
 
 def _start_thread(fn, *args):

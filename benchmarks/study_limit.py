@@ -19,25 +19,27 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import numpy as np  # noqa: E402
+
 from benchlib import measure_sgemm  # noqa: E402
-from tinyvae.bench import BATCH, PAIRS, step_flops  # noqa: E402
-from tinyvae.data import SPLIT_SIZES  # noqa: E402
+from tinyvae.bench import PAIRS, step_flops  # noqa: E402
+from tinyvae.config import TrainConfig  # noqa: E402
 from tinyvae.errors import ConfigError, TinyVAEError  # noqa: E402
 from tinyvae.models import IMAGE_SHAPES, VAE, get_arch  # noqa: E402
+from tinyvae.study.parallel import planned_steps  # noqa: E402
 from tinyvae.threads import thread_limit  # noqa: E402
 
-EPOCHS = 10
-PAPER_RUNS = {"simple_mnist", "simple_cifar10", "highdim_cifar10", "deep_cifar10"}
+PROTOCOL = TrainConfig()                # the paper's epochs and batch size
+PAPER_RUNS = {f"{model}_{dataset}" for model, dataset in PAIRS}
 
 
-def protocol_flops(epochs=EPOCHS, batch=BATCH):
+def protocol_flops():
     """[(model, dataset, steps, GEMM FLOPs of one step)] of the study's four training runs."""
-    import numpy as np
     out = []
     for model, dataset in PAIRS:
         vae = VAE(get_arch(model), IMAGE_SHAPES[dataset], np.random.default_rng(0))
-        steps = epochs * -(-SPLIT_SIZES[dataset]["train"] // batch)
-        out.append((model, dataset, steps, step_flops(vae, batch)[0]))
+        steps = planned_steps(TrainConfig(model=model, dataset=dataset))
+        out.append((model, dataset, steps, step_flops(vae, PROTOCOL.batch_size)[0]))
     return out
 
 
@@ -61,7 +63,7 @@ def study_wall(path):
     if runs != PAPER_RUNS or study.get("seeds", [0]) != [study.get("seed", 0)]:
         raise ConfigError(f"{path}: not the plain study (runs {', '.join(sorted(runs))}, seeds "
                           f"{study.get('seeds')}); compare a 'python run_all.py' study")
-    if study.get("preset") != "full" or study.get("epochs") != EPOCHS:
+    if study.get("preset") != "full" or study.get("epochs") != PROTOCOL.epochs:
         raise ConfigError(f"{path}: a {study.get('preset')} study of {study.get('epochs')} epochs, "
                           f"not the full protocol")
     if study.get("runs_trained_here") != len(PAPER_RUNS):
@@ -110,7 +112,7 @@ def main(argv=None):
         print(f"study_limit: error: {e}", file=sys.stderr)
         return 2
     total = sum(steps * f for _, _, steps, f in runs)
-    print(f"the study's training: {sum(r[2] for r in runs):,} steps of batch {BATCH}, "
+    print(f"the study's training: {sum(r[2] for r in runs):,} steps of batch {PROTOCOL.batch_size}, "
           f"{total / 1e12:.1f} TFLOP of GEMMs (real: fused layers counted as computed)")
     for model, dataset, steps, f in runs:
         print(f"  {model}/{dataset}: {steps:,} steps x {f / 1e9:.3f} GFLOP = {steps * f / 1e12:.1f} TFLOP")
