@@ -55,7 +55,7 @@ from tinyvae.models import VAE, get_arch
 from tinyvae.runs import CHECKPOINT, METRICS, check_out_dir, lock, printable
 from tinyvae.study import analysis, claims, figures, report
 from tinyvae.study.parallel import Lanes, planned_steps, train_parallel
-from tinyvae.threads import cores, free_cores, thread_limit
+from tinyvae.threads import blas_info, cores, describe_blas, free_cores, thread_limit
 from tinyvae.train import train
 
 # name -> (model, dataset, TrainConfig overrides)
@@ -527,6 +527,8 @@ def _run_locked(args, out, runs, cfg_of, run_dirs, t_start):
     say(f"{preset} settings: {len(runs)} runs x {args.seeds} seed(s) into {os.path.abspath(out)}; "
         + (f"{jobs} side by side with {threads} thread(s) each" if jobs > 1 else f"one at a time on {local} thread(s)")
         + f" ({free} of {cores()} cores free{'' if args.jobs or args.threads else '; --jobs and --threads change it'})")
+    blas = blas_info()
+    say(f"NumPy's BLAS: {describe_blas(blas)}")
 
     trained, peak_all, evaluation = set(), None, None
     todo = [k for k in cfg_of if not (args.resume and finished_before(run_dirs[k], cfg_of[k]))]
@@ -570,7 +572,7 @@ def _run_locked(args, out, runs, cfg_of, run_dirs, t_start):
         "jobs": jobs, "threads": threads, "executor": args.executor, "runs_trained_here": len(todo),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "wall_seconds": time.perf_counter() - t_start,
-        "data": data_provenance(args.data_dir),
+        "data": data_provenance(args.data_dir), "blas": blas,
     }
     # this process and the training processes together (sampled while they ran)
     study["peak_rss_all_mib"] = max(study["peak_rss_mib"], peak_all or 0.0)

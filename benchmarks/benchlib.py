@@ -25,7 +25,7 @@ from tinyvae.bench import (BATCH, PAIRS, StepRunner, int_at_least, layer_flops, 
                            parse_pairs, run_interleaved, time_calls)
 from tinyvae.errors import ConfigError, TinyVAEError  # noqa: E402
 from tinyvae.kernels import BACKENDS, get_backend, kernel_threads  # noqa: E402
-from tinyvae.threads import thread_limit  # noqa: E402
+from tinyvae.threads import blas_info, describe_blas, thread_limit  # noqa: E402
 
 from layer_profile import format_profile, profile  # noqa: E402
 from startup import format_startup, measure_startup  # noqa: E402
@@ -36,21 +36,6 @@ POSITIVE, NONNEGATIVE = int_at_least(1), int_at_least(0)
 # --------------------------------------------------------------------------
 # the machine
 # --------------------------------------------------------------------------
-
-def blas_info():
-    """What threadpoolctl says about the BLAS NumPy uses (kernel = OpenBLAS coretype)."""
-    from threadpoolctl import threadpool_info
-    import numpy.linalg  # noqa: F401  (make sure NumPy's BLAS is loaded)
-    for d in threadpool_info():
-        if d.get("user_api") == "blas" and "numpy" in d.get("filepath", ""):
-            break
-    else:
-        blas = [d for d in threadpool_info() if d.get("user_api") == "blas"]
-        d = blas[0] if blas else {}
-    return {"blas": d.get("internal_api"), "blas_version": d.get("version"),
-            "blas_kernel": d.get("architecture"), "blas_threads": d.get("num_threads"),
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
-
 
 def cpu_name():
     """The CPU's model name, from /proc/cpuinfo where there is one."""
@@ -199,9 +184,7 @@ def format_table(results):
     m = r0["machine"]
     lines = [f"tinyvae training steps, batch {r0['batch']}, float32, {r0['backend']} kernels, "
              f"{r0['threads']} thread(s); {m['cpu']}, {m['cores']} cores",
-             f"BLAS: {m['blas']} {m['blas_version']} kernel {m['blas_kernel']} "
-             f"(OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE'] or 'unset'}); "
-             f"numba {m['numba']} threading layer {m['numba_threading_layer']}"]
+             f"BLAS: {describe_blas(m)}; numba {m['numba']} threading layer {m['numba_threading_layer']}"]
     if "sgemm_gflops" in r0:
         s = r0["sgemm_model_shape"]
         lines.append(f"sgemm peak: {r0['sgemm_gflops']:.1f} GFLOP/s (2048^3-sized), "

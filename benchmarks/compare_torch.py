@@ -346,8 +346,7 @@ def main(argv=None):
     info = bench.machine_info()
     print(f"tinyvae vs torch {torch.__version__} (MKL-DNN {torch.backends.mkldnn.is_available()}), "
           f"batch {args.batch_size}, float32; {info['cpu']}, {info['cores']} cores; numpy BLAS "
-          f"{info['blas']} {info['blas_version']} kernel {info['blas_kernel']} "
-          f"(OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE'] or 'unset'})", file=log)
+          f"{bench.describe_blas(info)}", file=log)
     print("ms = median ms/step; ratio = tinyvae/torch; GF/s = GEMM GFLOP/s (tinyvae: what its fused layers "
           "compute, torch: the unfused architecture); %pk = of numpy's measured 2048^3 sgemm", file=log)
     print(HEADER, file=log, flush=True)

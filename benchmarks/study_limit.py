@@ -11,6 +11,11 @@ batches of 50 for each of the four runs) over the two-thread peak, but at
 least the deep run's FLOPs over the one-thread peak, because one run
 cannot be split across the two lanes. Evaluation, Adam and every
 non-GEMM pass count as zero, so no real study can reach 100%.
+
+The peak is measured in this process, so it is that of the BLAS kernel this
+process runs. A study's metrics.json says which kernel it ran on; a peak of
+another kernel is refused (run this with the study's ``OPENBLAS_CORETYPE``,
+or give ``--peak``).
 """
 import argparse
 import json
@@ -27,7 +32,7 @@ from tinyvae.config import TrainConfig  # noqa: E402
 from tinyvae.errors import ConfigError, TinyVAEError  # noqa: E402
 from tinyvae.models import IMAGE_SHAPES, VAE, get_arch  # noqa: E402
 from tinyvae.study.parallel import planned_steps  # noqa: E402
-from tinyvae.threads import thread_limit  # noqa: E402
+from tinyvae.threads import blas_info, describe_blas, thread_limit  # noqa: E402
 
 PROTOCOL = TrainConfig()                # the paper's epochs and batch size
 PAPER_RUNS = {f"{model}_{dataset}" for model, dataset in PAIRS}
@@ -52,7 +57,9 @@ def limit_seconds(runs, peak1, peak2):
 
 
 def study_wall(path):
-    """Wall seconds of a whole one-seed study of the paper's four runs, from its metrics.json."""
+    """Wall seconds of a whole one-seed study of the paper's four runs, and the BLAS it ran on
+    (:func:`tinyvae.threads.blas_info`'s dict, None in a study that did not record it), from its
+    metrics.json."""
     try:
         with open(path) as f:
             m = json.load(f)
@@ -69,7 +76,7 @@ def study_wall(path):
     if study.get("runs_trained_here") != len(PAPER_RUNS):
         raise ConfigError(f"{path}: this invocation trained {study.get('runs_trained_here')} of the 4 "
                           f"runs (resumed), so its wall time is not a whole study's")
-    return float(study["wall_seconds"])
+    return float(study["wall_seconds"]), study.get("blas")
 
 
 def minutes(s):
@@ -96,12 +103,17 @@ def main(argv=None):
     try:
         if args.metrics and args.wall is not None:
             raise ConfigError("give --metrics or --wall, not both")
-        wall = study_wall(args.metrics) if args.metrics else args.wall
+        wall, study_blas = study_wall(args.metrics) if args.metrics else (args.wall, None)
         if wall is not None and not wall > 0:
             raise ConfigError(f"--wall must be a positive number of seconds, got {wall}")
         if args.peak:
             peak1, peak2 = parse_peak(args.peak)
         else:
+            here = blas_info()
+            if study_blas and study_blas.get("blas_kernel") != here["blas_kernel"]:
+                raise ConfigError(f"{args.metrics}: the study ran on {describe_blas(study_blas)}, this "
+                                  f"process on {describe_blas(here)}; measure the peak on the study's "
+                                  f"kernel (set OPENBLAS_CORETYPE as the study had it) or give --peak")
             peaks = []
             for n in (1, 2):
                 with thread_limit(n):
@@ -116,7 +128,8 @@ def main(argv=None):
           f"{total / 1e12:.1f} TFLOP of GEMMs (real: fused layers counted as computed)")
     for model, dataset, steps, f in runs:
         print(f"  {model}/{dataset}: {steps:,} steps x {f / 1e9:.3f} GFLOP = {steps * f / 1e12:.1f} TFLOP")
-    print(f"sgemm peak: {peak1:.1f} GFLOP/s on one thread, {peak2:.1f} on two")
+    print(f"sgemm peak: {peak1:.1f} GFLOP/s on one thread, {peak2:.1f} on two"
+          + ("" if args.peak else f" ({describe_blas(blas_info())})"))
     limit, both, one = limit_seconds(runs, peak1, peak2)
     print(f"limit: {minutes(limit)} (all runs at the two-thread peak: {minutes(both)}; the longest run "
           f"alone at the one-thread peak: {minutes(one)})")

@@ -156,6 +156,14 @@ def test_study_limit_is_the_lane_bound_of_the_protocols_flops(monkeypatch, capsy
     (tmp_path / "m.json").write_text(json.dumps(metrics))
     assert sl.main(["--metrics", str(tmp_path / "m.json"), "--peak", "1000,256"]) == 2
     assert "resumed" in capsys.readouterr().err
+    # a peak is only comparable on the kernel the study ran on
+    metrics["study"].update(runs_trained_here=4, blas={"blas": "openblas", "blas_kernel": "NoSuchKernel"})
+    (tmp_path / "m.json").write_text(json.dumps(metrics))
+    assert sl.main(["--metrics", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert "kernel NoSuchKernel" in err and "OPENBLAS_CORETYPE" in err and "--peak" in err
+    assert sl.main(["--metrics", str(tmp_path / "m.json"), "--peak", "1000,256"]) == 0
+    assert "= 200% of the limit" in capsys.readouterr().out
     for bad in (["--peak", "128"], ["--peak", "1,x"], ["--wall", "-3", "--peak", "1,2"],
                 ["--metrics", str(tmp_path / "none.json")]):
         assert sl.main(bad) == 2

@@ -22,6 +22,8 @@ import time
 import numpy as np
 import pytest
 
+from tinyvae.threads import blas_info, describe_blas
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "run_all.py"
 
@@ -98,8 +100,10 @@ def test_metrics_are_complete_and_finite(quick):
     out, _ = quick
     m = json.loads((out / "metrics.json").read_text())
     leaves = list(_numbers(m))
-    # None only where one seed has no spread, or a 1-epoch run is too short for the curve claim
-    unexplained = [k for k, v in leaves if v is None and not re.search(r"\.sd$|drop_after_step", k)]
+    # None only where one seed has no spread, a 1-epoch run is too short for the curve claim,
+    # or no OPENBLAS_CORETYPE is set
+    unexplained = [k for k, v in leaves
+                   if v is None and not re.search(r"\.sd$|drop_after_step|blas\.OPENBLAS_CORETYPE$", k)]
     assert not unexplained, unexplained
     nums = [(k, v) for k, v in leaves if isinstance(v, (int, float)) and not isinstance(v, bool)]
     assert len(nums) > 100
@@ -133,6 +137,9 @@ def test_metrics_are_complete_and_finite(quick):
     assert m["study"]["peak_rss_mib"] < 1536
     assert m["study"]["peak_rss_mib"] <= m["study"]["peak_rss_all_mib"] < 2048
     assert m["study"]["jobs"] == 2 and m["study"]["threads"] == 1 and m["study"]["runs_trained_here"] == 4
+    # the BLAS kernel rounds every product: the study records which one it ran on, and says so
+    assert m["study"]["blas"]["blas_kernel"] == blas_info()["blas_kernel"]
+    assert f"NumPy's BLAS: {describe_blas(m['study']['blas'])}" in (out / "REPORT.md").read_text()
 
 
 @pytest.mark.slow

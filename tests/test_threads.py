@@ -1,8 +1,8 @@
-"""Kernels split across threads give exactly the single-thread results."""
+"""Kernels split across threads give exactly the single-thread results; which BLAS runs."""
 import numpy as np
 import pytest
 
-from tinyvae import kernels
+from tinyvae import kernels, threads
 from tinyvae.kernels.split import run_split
 from tinyvae.errors import ConfigError
 from tinyvae.threads import set_threads, thread_limit
@@ -62,3 +62,18 @@ def test_free_cores_follow_the_load_average(monkeypatch, load, free):
     n, why = threads.default_threads()
     assert n == free and f"{free} of 4 cores free" in why and "--threads" in why
     assert threads.default_threads(3) == (3, "3 thread(s) (--threads)")
+
+
+def test_blas_info_names_the_kernel_and_whether_it_was_forced(monkeypatch):
+    info = threads.blas_info()
+    assert info["blas"] and info["blas_version"] and info["blas_threads"] >= 1
+    if info["blas"] == "openblas":
+        assert info["blas_kernel"]                        # OpenBLAS's core type, e.g. "Haswell"
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")    # read now; the loaded BLAS is unchanged
+    forced = threads.blas_info()
+    assert forced["OPENBLAS_CORETYPE"] == "Haswell" and forced["blas_kernel"] == info["blas_kernel"]
+    assert threads.describe_blas(forced).endswith("(OPENBLAS_CORETYPE=Haswell)")
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    line = threads.describe_blas({**info, "blas": "openblas", "blas_version": "0.3.31",
+                                  "blas_kernel": "SkylakeX", "OPENBLAS_CORETYPE": None})
+    assert line == "openblas 0.3.31 kernel SkylakeX (OPENBLAS_CORETYPE unset)"

@@ -6,6 +6,7 @@ training step many times slower than on one thread; pin them with
 :func:`set_threads` (for a session or a notebook) or :func:`thread_limit`
 (for a block, e.g. the command line's ``--threads``). The command line's
 default is :func:`free_cores`: the cores that other work leaves free.
+:func:`blas_info` says which BLAS (and which of its kernels) NumPy runs.
 """
 import contextlib
 import os
@@ -85,3 +86,26 @@ def thread_limit(n):
             yield
     finally:
         numba.set_num_threads(old)
+
+
+def blas_info():
+    """The BLAS NumPy runs, as threadpoolctl reports it: a dict with ``blas`` (e.g.
+    "openblas"), ``blas_version``, ``blas_kernel`` (OpenBLAS's core type, e.g.
+    "SkylakeX"), ``blas_threads`` and ``OPENBLAS_CORETYPE`` (the variable that can
+    force a kernel, None when unset). The kernel sets both the speed and the
+    rounding of every matrix product."""
+    import numpy.linalg  # noqa: F401  (make sure NumPy's BLAS is loaded)
+    from threadpoolctl import threadpool_info
+    blas = [d for d in threadpool_info() if d.get("user_api") == "blas"]
+    d = next((d for d in blas if "numpy" in d.get("filepath", "")), blas[0] if blas else {})
+    return {"blas": d.get("internal_api"), "blas_version": d.get("version"),
+            "blas_kernel": d.get("architecture"), "blas_threads": d.get("num_threads"),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+
+
+def describe_blas(info):
+    """One line for :func:`blas_info`'s dict, e.g.
+    "openblas 0.3.31 kernel SkylakeX (OPENBLAS_CORETYPE unset)"."""
+    forced = info.get("OPENBLAS_CORETYPE")
+    return (f"{info.get('blas')} {info.get('blas_version')} kernel {info.get('blas_kernel')} "
+            f"(OPENBLAS_CORETYPE{'=' + forced if forced else ' unset'})")

@@ -14,6 +14,7 @@ import numpy as np
 from ..data import CLASS_NAMES, PIXEL_SCALE
 from ..evaluate import ACTIVE_THRESHOLD, DECODER_VARIANCE, bits_per_dim, gaussian_nll_const
 from ..probes import VEHICLE_CLASSES
+from ..threads import describe_blas
 from .analysis import CLASSIFIER_DIMS
 from .claims import T95
 
@@ -273,7 +274,9 @@ def render(summary, figure_paths, explorer_paths=None):
         + (" (resumed: runs finished earlier were not retrained)" if st.get("resumed") else "")
         + f"; training time summed over all runs and seeds (from their checkpoints): "
           f"{_duration(st['train_seconds_total'])}.",
-        f"- Training: {_jobs_text(st)}.",
+        f"- Training: {_jobs_text(st)}."
+        + (f" NumPy's BLAS: {describe_blas(st['blas'])}; its kernel sets the speed and the last "
+           f"digits of every matrix product." if st.get("blas") else ""),
         f"- Peak memory (max RSS) of the study process: {st['peak_rss_mib']:.0f} MiB"
         + (f"; of all its processes together (sampled while the runs trained side by side): "
            f"{st['peak_rss_all_mib']:.0f} MiB." if st.get("jobs", 1) > 1 and st.get("runs_trained_here")
