@@ -10,6 +10,7 @@ import pytest
 
 from tinyvae import bench
 from tinyvae.models import VAE, IMAGE_SHAPES
+from tinyvae.threads import blas_info
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -37,6 +38,8 @@ def test_step_timer_one_tiny_config(capsys):
         assert (r["threads"], r["batch"], r["steps"]) == (1, 4, 2)
         assert 0 < r["ms_min"] <= r["ms_step"] <= r["ms_max"] and r["gflops"] > 0
     assert "ms/step" in err                            # the table header went to stderr
+    kernel = blas_info()["blas_kernel"]                # the BLAS kernel sets the speed: named
+    assert all(r["blas_kernel"] == kernel for r in lines) and f"kernel {kernel}" in err
 
 
 def test_bench_does_not_import_the_command_line():

@@ -22,7 +22,7 @@ from .errors import ConfigError, TinyVAEError
 from .kernels import BACKENDS, get_backend
 from .models import VAE
 from .optim import Adam
-from .threads import thread_limit
+from .threads import blas_info, describe_blas, thread_limit
 
 PAIRS = (("simple", "mnist"), ("simple", "cifar10"), ("highdim", "cifar10"), ("deep", "cifar10"))
 BATCH = 50
@@ -204,14 +204,17 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("tinyvae bench: interrupted", file=sys.stderr)
         return 130
-    print(f"training steps, batch {args.batch_size}, float32, {backend} kernels, {threads} thread(s)"
+    blas = blas_info()
+    print(f"training steps, batch {args.batch_size}, float32, {backend} kernels, {threads} thread(s); "
+          f"BLAS: {describe_blas(blas)}"
           f"\n{'model/dataset':<17}{'ms/step':>9}{'min':>8}{'max':>8}{'GFLOP':>8}{'GFLOP/s':>9}",
           file=sys.stderr if args.json else sys.stdout)
     for r, t in zip(runners, times):
         ms = statistics.median(t) * 1e3
         res = {"model": r.arch, "dataset": r.dataset, "threads": threads, "batch": args.batch_size,
                "backend": backend, "steps": len(t), "ms_step": ms, "ms_min": min(t) * 1e3,
-               "ms_max": max(t) * 1e3, "gflop_step": r.flops / 1e9, "gflops": r.flops / 1e6 / ms}
+               "ms_max": max(t) * 1e3, "gflop_step": r.flops / 1e9, "gflops": r.flops / 1e6 / ms,
+               "blas_kernel": blas["blas_kernel"]}
         if args.json:
             print(json.dumps(res), flush=True)
         else:
