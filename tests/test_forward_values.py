@@ -326,6 +326,20 @@ def test_sigmoid_is_stable_for_large_inputs(dtype):
     assert_allclose(out[mid], expect, rtol=1e-6 if dtype == np.float32 else 1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_equals_its_two_branch_definition_bit_for_bit(dtype):
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((4, 9, 8, 3)) * 6).astype(dtype)       # random signs
+    x.flat[:7] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30]
+    e = np.exp(-np.abs(x))
+    with np.errstate(invalid="ignore"):
+        want = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(dtype)
+        out, _ = L.sigmoid_forward(x)
+    assert out.dtype == dtype and out.shape == x.shape
+    assert_array_equal(out, want)                                    # NaN where x is NaN, on both sides
+    assert out.flat[2] == 1.0 and out.flat[3] == 0.0 and np.isnan(out.flat[4])
+
+
 def test_sse_loss_equals_definition():
     rng = np.random.default_rng(3)
     N = 3

@@ -108,6 +108,7 @@ def bce_with_logits_loss(logits, x):
     N = x.shape[0]
     loss = float(np.sum(bce_with_logits(logits, x))) / N
     e = np.exp(-np.abs(logits))                       # (N, H, W, C) in (0, 1]: no overflow
-    p = np.where(logits >= 0, 1.0 / (1.0 + e), e / (1.0 + e))   # sigmoid(logits), stable
+    pos = logits >= 0                                 # (N, H, W, C)
+    p = (pos + e * ~pos) / (1.0 + e)                  # sigmoid: 1/(1+e) or e/(1+e), no branch per element
     dlogits = (p - x) / N                             # (N, H, W, C)
     return loss, dlogits.astype(logits.dtype, copy=False)

@@ -40,9 +40,12 @@ def relu_backward(dout, cache):
 
 
 def sigmoid_forward(x):
-    """``1 / (1 + exp(-x))``, computed without overflow for large ``|x|``."""
+    """``1 / (1 + exp(-x))``, computed without overflow for large ``|x|``:
+    ``1 / (1 + e)`` where ``x >= 0`` and ``e / (1 + e)`` elsewhere, ``e = exp(-|x|)``."""
     e = np.exp(-np.abs(x))                # in (0, 1], never overflows
-    out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    pos = x >= 0                          # same shape as x
+    num = pos + e * ~pos                  # 1 where x >= 0, else e: exact, and no branch per element
+    out = (num / (1 + e)).astype(x.dtype, copy=False)
     return out, out
 
 
