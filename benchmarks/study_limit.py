@@ -106,10 +106,10 @@ def main(argv=None):
         wall, study_blas = study_wall(args.metrics) if args.metrics else (args.wall, None)
         if wall is not None and not wall > 0:
             raise ConfigError(f"--wall must be a positive number of seconds, got {wall}")
+        here = None if args.peak else blas_info()                 # the kernel the peak is measured on
         if args.peak:
             peak1, peak2 = parse_peak(args.peak)
         else:
-            here = blas_info()
             if study_blas and study_blas.get("blas_kernel") != here["blas_kernel"]:
                 raise ConfigError(f"{args.metrics}: the study ran on {describe_blas(study_blas)}, this "
                                   f"process on {describe_blas(here)}; measure the peak on the study's "
@@ -129,7 +129,7 @@ def main(argv=None):
     for model, dataset, steps, f in runs:
         print(f"  {model}/{dataset}: {steps:,} steps x {f / 1e9:.3f} GFLOP = {steps * f / 1e12:.1f} TFLOP")
     print(f"sgemm peak: {peak1:.1f} GFLOP/s on one thread, {peak2:.1f} on two"
-          + ("" if args.peak else f" ({describe_blas(blas_info())})"))
+          + (f" ({describe_blas(here)})" if here else ""))
     limit, both, one = limit_seconds(runs, peak1, peak2)
     print(f"limit: {minutes(limit)} (all runs at the two-thread peak: {minutes(both)}; the longest run "
           f"alone at the one-thread peak: {minutes(one)})")
