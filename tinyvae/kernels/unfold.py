@@ -6,6 +6,8 @@ per window entry ``(ki, kj, c)``, so that
 scatters such rows back onto an image, adding where windows overlap: the
 input gradient of a conv, and the forward pass of a transposed conv.
 """
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -115,39 +117,46 @@ def _col2im_nb(cols, KH, KW, sh, sw, pt, pl, Ho, Wo, x, lo, hi):
 # Few channels, stride 1, no padding (the first conv and the last transposed
 # conv): the KW taps of kernel row ki for output pixel (i, j) are the KW*C
 # consecutive numbers of x's row i + ki from column j on, so whole runs are
-# copied (or added), in the same order as the loops above.
+# copied (or added), in the same order as the loops above. The kernels are
+# compiled once per (KW, C), so that the run's length is a constant to the
+# compiler: a loop of 3 to 21 numbers whose length it only learns at run time
+# costs about twice as much.
 SMALL_C = 8
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _im2col_s1_nb(x, KH, KW, Ho, Wo, cols, lo, hi):
-    N, H, W, C = x.shape
+@functools.lru_cache(maxsize=None)
+def _runs_kernels(KW, C):
+    """``(im2col, col2im)`` copying runs of ``KW * C`` numbers, compiled for this ``(KW, C)``."""
     run = KW * C
-    xs, cs = x[lo:hi], cols[lo * Ho * Wo:hi * Ho * Wo]   # slices: indices from 0 up
-    for n in range(hi - lo):
-        for i in range(Ho):
-            for ki in range(KH):
-                src = xs[n, i + ki].reshape(W * C)                     # (W*C,)
-                for j in range(Wo):
-                    dst = cs[(n * Ho + i) * Wo + j]                    # (KH*KW*C,)
-                    for m in range(run):
-                        dst[ki * run + m] = src[j * C + m]
 
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def im2col(x, KH, Ho, Wo, cols, lo, hi):
+        W = x.shape[2]
+        xs, cs = x[lo:hi], cols[lo * Ho * Wo:hi * Ho * Wo]   # slices: indices from 0 up
+        for n in range(hi - lo):
+            for i in range(Ho):
+                for ki in range(KH):
+                    src = xs[n, i + ki].reshape(W * C)                 # (W*C,)
+                    for j in range(Wo):
+                        dst = cs[(n * Ho + i) * Wo + j]                # (KH*KW*C,)
+                        for m in range(run):
+                            dst[ki * run + m] = src[j * C + m]
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _col2im_s1_nb(cols, KH, KW, Ho, Wo, x, lo, hi):
-    N, H, W, C = x.shape
-    run = KW * C
-    xs, cs = x[lo:hi], cols[lo * Ho * Wo:hi * Ho * Wo]
-    for n in range(hi - lo):
-        xs[n] = 0.0
-        for i in range(Ho):
-            for ki in range(KH):
-                dst = xs[n, i + ki].reshape(W * C)                     # (W*C,)
-                for j in range(Wo):
-                    src = cs[(n * Ho + i) * Wo + j]                    # (KH*KW*C,)
-                    for m in range(run):
-                        dst[j * C + m] += src[ki * run + m]
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def col2im(cols, KH, Ho, Wo, x, lo, hi):
+        W = x.shape[2]
+        xs, cs = x[lo:hi], cols[lo * Ho * Wo:hi * Ho * Wo]
+        for n in range(hi - lo):
+            xs[n] = 0.0
+            for i in range(Ho):
+                for ki in range(KH):
+                    dst = xs[n, i + ki].reshape(W * C)                 # (W*C,)
+                    for j in range(Wo):
+                        src = cs[(n * Ho + i) * Wo + j]                # (KH*KW*C,)
+                        for m in range(run):
+                            dst[j * C + m] += src[ki * run + m]
+
+    return im2col, col2im
 
 
 def _runs_apply(shape, KH, KW, stride, pad, out_hw):
@@ -164,7 +173,7 @@ def im2col_numba(x, KH, KW, stride, pad, out_hw):
     x = np.ascontiguousarray(x)
     cols = np.empty((N * Ho * Wo, KH * KW * C), dtype=x.dtype)  # (N*Ho*Wo, KH*KW*C)
     if _runs_apply(x.shape, KH, KW, stride, pad, out_hw):
-        run_split(_im2col_s1_nb, N, cols.size, x, KH, KW, Ho, Wo, cols)
+        run_split(_runs_kernels(KW, C)[0], N, cols.size, x, KH, Ho, Wo, cols)
     else:
         run_split(_im2col_nb, N, cols.size, x, KH, KW, stride[0], stride[1], pad[0], pad[1], Ho, Wo, cols)
     return cols
@@ -176,7 +185,7 @@ def col2im_numba(cols, x_shape, KH, KW, stride, pad, out_hw):
     x = np.empty(x_shape, dtype=cols.dtype)                  # (N, H, W, C)
     cols = np.ascontiguousarray(cols)
     if _runs_apply(x_shape, KH, KW, stride, pad, out_hw):
-        run_split(_col2im_s1_nb, x_shape[0], cols.size, cols, KH, KW, Ho, Wo, x)
+        run_split(_runs_kernels(KW, x_shape[3])[1], x_shape[0], cols.size, cols, KH, Ho, Wo, x)
     else:
         run_split(_col2im_nb, x_shape[0], cols.size, cols, KH, KW,
                   stride[0], stride[1], pad[0], pad[1], Ho, Wo, x)
