@@ -1,6 +1,7 @@
 """The benchmark tools behind ``benchmarks/bench_step.py``: training-step
 timings with the machine's BLAS peak beside them, a per-layer profile
-(:mod:`layer_profile`) and the start-up time of ``train`` (:mod:`startup`).
+(:mod:`layer_profile`), the step's products timed alone (:mod:`gemm_bound`)
+and the start-up time of ``train`` (:mod:`startup`).
 See benchmarks/README.md for what is measured and how.
 
 The step timer itself (:class:`tinyvae.bench.StepRunner`, interleaved
@@ -27,6 +28,7 @@ from tinyvae.errors import ConfigError, TinyVAEError  # noqa: E402
 from tinyvae.kernels import BACKENDS, get_backend, kernel_threads  # noqa: E402
 from tinyvae.threads import blas_info, describe_blas, thread_limit  # noqa: E402
 
+from gemm_bound import format_gemm_bound, gemm_bound  # noqa: E402
 from layer_profile import format_profile, profile  # noqa: E402
 from startup import format_startup, measure_startup  # noqa: E402
 
@@ -230,6 +232,8 @@ def build_parser():
     p.add_argument("--profile-steps", type=POSITIVE, default=10, help="steps to profile (default 10)")
     p.add_argument("--profile-top", type=POSITIVE, default=25,
                    help="rows of the profile to print, the rest summed (default 25)")
+    p.add_argument("--gemm-bound", action="store_true",
+                   help="also time each pair's matrix products alone: the step's floor on this BLAS")
     p.add_argument("--startup", action="store_true",
                    help="also time `python -m tinyvae train` to its first step (needs the data)")
     p.add_argument("--data-dir", default=None, help="for --startup (default $TINYVAE_DATA_DIR)")
@@ -261,6 +265,14 @@ def main(argv=None):
             if args.json:
                 for r in results:
                     print(json.dumps(r), flush=True)
+            if args.gemm_bound:
+                bounds = [gemm_bound(m, d, n, batch=args.batch_size) for m, d in pairs]
+                steps = {f"{r['model']}/{r['dataset']}": r["ms_step"] for r in results}
+                print(format_gemm_bound(bounds, steps, results[0].get("sgemm_gflops")),
+                      file=table_out, flush=True)
+                if args.json:
+                    for b in bounds:
+                        print(json.dumps({"gemm_bound": b}), flush=True)
             if args.profile:
                 for m, d in pairs:
                     prof = profile(m, d, n, args.profile_steps, args.warmup, args.backend,

@@ -71,6 +71,37 @@ def test_benchlib_one_tiny_config_with_profile(benchlib, capsys):
     assert "simple/mnist" in err and "profile simple/mnist" in err   # the tables went to stderr
 
 
+def test_gemm_bound_times_the_steps_own_products(benchlib, capsys):
+    """--gemm-bound times every product a step makes (its FLOPs are the step's), with the
+    shapes each layer's code gives them, and sets their sum against the step."""
+    import gemm_bound
+    model = VAE("deep", IMAGE_SHAPES["cifar10"], np.random.default_rng(0))
+    rows, rng = bench.layer_flops(model, 4), np.random.default_rng(0)
+    total = 0
+    for row in rows:
+        M, K, N = row["gemm"]
+        calls = gemm_bound.gemm_calls(row, rng)
+        assert [part for part, _, _ in calls] == ["forward", "dw"] + ["dx"] * row["need_dx"]
+        w_shape = (N, K) if row["kind"] == "conv_transpose" else (K, N)
+        shapes = {"forward": (M, N), "dw": w_shape, "dx": (M, K)}
+        for part, flops, fn in calls:
+            assert fn().shape == shapes[part], (row["name"], part)
+            total += flops
+    assert total == bench.step_flops(model, 4)[0]
+    assert not rows[0]["need_dx"] and rows[0]["kind"] == "conv"   # nobody needs the image's gradient
+
+    code = benchlib.main(["--pairs", "simple/mnist", "--threads", "1", "--steps", "2", "--warmup", "1",
+                          "--rounds", "2", "--batch-size", "4", "--peak-n", "64", "--json",
+                          "--gemm-bound"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    b = _json_lines(out)[1]["gemm_bound"]
+    assert b["pair"] == "simple/mnist" and b["batch"] == 4 and b["ms"] > 0
+    assert b["gflop"] == pytest.approx(_json_lines(out)[0]["gflop_step"])
+    assert sum(r[3] for r in b["rows"]) == pytest.approx(b["ms"])
+    assert "GEMM share" in err and "% peak" in err
+
+
 def test_profiler_wraps_layers_from_outside_and_unwraps(benchlib):
     import layer_profile
     model = VAE("simple", IMAGE_SHAPES["mnist"], np.random.default_rng(0))

@@ -31,10 +31,11 @@ BATCH = 50
 def layer_flops(model, batch=BATCH):
     """GEMM FLOPs (2 x multiply-adds) of each conv, transposed conv and dense layer.
 
-    Returns one dict per such layer in forward order: ``name``, ``gemm``
-    (M, K, N) of the forward product, ``forward``, ``backward`` (dw + dx,
-    without the dx a layer skips), ``nominal_forward``, ``nominal_backward``
-    (the architecture as written: a transposed conv after an upsampling
+    Returns one dict per such layer in forward order: ``name``, ``kind``
+    ("conv", "conv_transpose" or "dense"), ``gemm`` (M, K, N) of the forward
+    product, ``need_dx``, ``forward``, ``backward`` (dw + dx, without the dx
+    a layer skips), ``nominal_forward``, ``nominal_backward`` (the
+    architecture as written: a transposed conv after an upsampling
     multiplies at the upsampled size, where the fused layer does not).
     """
     shapes, shape = [], model.image_shape                # (layer, one example's input shape)
@@ -51,19 +52,22 @@ def layer_flops(model, batch=BATCH):
         if isinstance(layer, L.Conv2D):                  # (N*Ho*Wo, KH*KW*C) x (KH*KW*C, F)
             KH, KW, C, F = layer.params["w"].shape
             Ho, Wo, _ = layer.output_shape(in_shape)
-            gemm = nominal = (batch * Ho * Wo, KH * KW * C, F)
+            kind, gemm = "conv", (batch * Ho * Wo, KH * KW * C, F)
+            nominal = gemm
         elif isinstance(layer, L.ConvTranspose2D):       # (N*H*W, F) x (F, KH*KW*C)
             KH, KW, C, F = layer.params["w"].shape
             f = layer.factor if isinstance(layer, L.UpsampleConvTranspose2D) else 1
-            gemm = (batch * in_shape[0] * in_shape[1], F, KH * KW * C)
+            kind, gemm = "conv_transpose", (batch * in_shape[0] * in_shape[1], F, KH * KW * C)
             nominal = (gemm[0] * f * f, F, KH * KW * C)
         elif isinstance(layer, L.Dense):
-            gemm = nominal = (batch,) + layer.params["w"].shape
+            kind, gemm = "dense", (batch,) + layer.params["w"].shape
+            nominal = gemm
         else:
             continue
         fwd, nom = 2 * math.prod(gemm), 2 * math.prod(nominal)
-        rows.append({"name": layer.name, "gemm": gemm, "forward": fwd,
-                     "backward": fwd * (2 if getattr(layer, "need_dx", True) else 1),
+        need_dx = getattr(layer, "need_dx", True)
+        rows.append({"name": layer.name, "kind": kind, "gemm": gemm, "need_dx": need_dx, "forward": fwd,
+                     "backward": fwd * (2 if need_dx else 1),
                      "nominal_forward": nom, "nominal_backward": nom * (1 if first else 2)})
         first = False
     return rows
