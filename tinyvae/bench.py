@@ -19,6 +19,7 @@ import numpy as np
 from . import layers as L
 from .archs import ARCHS, IMAGE_SHAPES
 from .errors import ConfigError, TinyVAEError
+from .heap import keep_freed_memory
 from .kernels import BACKENDS, get_backend
 from .models import VAE
 from .optim import Adam
@@ -81,11 +82,13 @@ def step_flops(model, batch=BATCH):
 
 
 class StepRunner:
-    """One model + Adam + a fixed random batch; ``step()`` is one training step."""
+    """One model + Adam + a fixed random batch; ``step()`` is one training step. Like
+    :func:`tinyvae.train.train`, it has malloc keep freed memory (:mod:`tinyvae.heap`)."""
 
     def __init__(self, arch, dataset, batch=BATCH, backend=None, seed=0):
         if dataset not in IMAGE_SHAPES:
             raise ConfigError(f"unknown dataset {dataset!r}; accepted: {', '.join(IMAGE_SHAPES)}")
+        keep_freed_memory()                 # as train() does before its first step
         rng = np.random.default_rng(seed)
         self.arch, self.dataset, self.batch = arch, dataset, batch
         self.model = VAE(arch, IMAGE_SHAPES[dataset], rng, np.float32, backend)

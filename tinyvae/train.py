@@ -23,6 +23,7 @@ from .config import TrainConfig, check_data, load_data, streams
 from .data import images_sha256, to_float
 from .errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
 from .evaluate import mean_loss
+from .heap import keep_freed_memory
 from .kernels import get_backend
 from .losses import HISTORY_KEYS
 from .models import VAE
@@ -331,7 +332,9 @@ def train(cfg, out_dir=None, data=None, data_dir=None, resume=False, progress=Tr
     Interrupted : SIGINT or SIGTERM (the checkpoint was saved first)
 
     With ``out_dir``, the run holds :func:`tinyvae.runs.lock` on it throughout:
-    a second process training there gets ConfigError at once.
+    a second process training there gets ConfigError at once. Before its first
+    step the process's malloc is told to keep freed memory
+    (:func:`tinyvae.heap.keep_freed_memory`, for the rest of the process).
     """
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -360,6 +363,7 @@ def _train(cfg, out_dir, data, data_dir, resume, progress, backend, callback):
             tqdm.write(runs.printable(f"resuming {cfg.model}/{cfg.dataset} from {path} at {trainer.where()}"
                                       if not trainer.done else f"{path}: run already finished"))
     if not trainer.done:
+        keep_freed_memory()                  # no page faults for each step's arrays (tinyvae.heap)
         trainer.fit(progress)
     metrics = trainer.metrics()
     if out_dir:
