@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the whole study: the paper's four VAEs, every figure, metrics.json and REPORT.md.
 
-    python run_all.py                  # the paper's protocol (10 epochs, all data): 20-24 min on 2 cores
+    python run_all.py                  # the paper's protocol (10 epochs, all data): 20-26 min on 2 cores
     python run_all.py --quick          # 1 epoch on small subsets: about 26 s on 2 cores
     python run_all.py --seeds 3        # every run with seeds 0, 1, 2: verdicts judged on the seed spread
     python run_all.py --extra-runs     # also the KL-weight ablation and a Bernoulli decoder

@@ -13,7 +13,7 @@
 # This lesson needs the real CIFAR-10 archive (`TINYVAE_DATA_DIR`). It sets
 # the **study's real results** — the full protocol, committed in
 # `docs/results/` (`metrics.json` and the figures; `python run_all.py`
-# makes seed 0 of its four paper runs again in 20-24 minutes, bit for bit
+# makes seed 0 of its four paper runs again in 20-26 minutes, bit for bit
 # on the OpenBLAS kernel they ran on, `Haswell`) — against the baselines every
 # model must beat: the mean image and PCA. A short run in the lesson only
 # shows what a step costs and what the first steps do. (`--full` fits the
