@@ -6,10 +6,10 @@ Every step allocates and frees the same arrays (im2col matrices of up to
 heap back to the kernel once more of it lies free than twice its mmap
 threshold, a threshold it raises only as far as the largest block it has
 seen freed; the next step takes the pages again, each one a page fault
-that the kernel zeroes: 2-4 MB and 1.5-2.5 ms of system time per step of
-simple/cifar10. :func:`keep_freed_memory` sets both thresholds at once to
-where glibc's own rule tops out (32 MiB, and 64 MiB of free heap kept), so
-a process holds at most 64 MiB more than it uses. Numbers do not change.
+that the kernel zeroes (what that costs: benchmarks/README.md).
+:func:`keep_freed_memory` sets both thresholds at once to where glibc's own
+rule tops out: 32 MiB, and at most 64 MiB of free heap kept at its top.
+The numbers computed do not change.
 """
 import ctypes
 import ctypes.util
